@@ -1,0 +1,22 @@
+"""Explanation rules: small frozen dataclasses that declare how a segment's backward works."""
+
+from .activation import Deconv as Deconv
+from .activation import Guided as Guided
+from .activation import Rescale as Rescale
+from .base import Gradient as Gradient
+from .base import Group as Group
+from .base import LayerRule as LayerRule
+from .base import Norm as Norm
+from .base import Pass as Pass
+from .base import Rule as Rule
+from .base import Term as Term
+from .lrp import AlphaBeta as AlphaBeta
+from .lrp import Epsilon as Epsilon
+from .lrp import Flat as Flat
+from .lrp import Gamma as Gamma
+from .lrp import WSquare as WSquare
+from .lrp import ZBox as ZBox
+from .lrp import ZPlus as ZPlus
+
+__all__ = ["Rule", "LayerRule", "Term", "Group", "Gradient", "Pass", "Norm", "Epsilon", "ZPlus",
+           "AlphaBeta", "Gamma", "Flat", "WSquare", "ZBox", "Guided", "Deconv", "Rescale"]

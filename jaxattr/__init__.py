@@ -1,0 +1,32 @@
+"""jaxattr: attribution (LRP, DeepLIFT, gradients) and explanation evaluation for JAX models.
+
+Rules are ``jax.custom_vjp`` rewrites of a pure ``apply_fn(params, x) -> logits``; the model is
+never changed by the user.
+
+Example:
+    >>> import jaxattr as ja
+    >>> # R = ja.attribute(model.apply, params, x, method=ja.LRP(ja.composites.epsilon_plus_flat()))
+"""
+
+from . import composites as composites
+from . import engine as engine
+from . import rules as rules
+from .api import attribute as attribute
+from .api import explain as explain
+from .engine import UnsupportedPrimitiveError as UnsupportedPrimitiveError
+from .methods import LRP as LRP
+from .methods import DeconvNet as DeconvNet
+from .methods import DeepLIFT as DeepLIFT
+from .methods import DeepTaylor as DeepTaylor
+from .methods import Gradient as Gradient
+from .methods import GradientXInput as GradientXInput
+from .methods import GuidedBackprop as GuidedBackprop
+from .methods import IntegratedGradients as IntegratedGradients
+from .methods import Method as Method
+from .methods import SmoothGrad as SmoothGrad
+
+__version__ = "0.1.0"
+
+__all__ = ["attribute", "explain", "Method", "Gradient", "GradientXInput", "IntegratedGradients",
+           "SmoothGrad", "DeconvNet", "GuidedBackprop", "DeepTaylor", "LRP", "DeepLIFT", "rules",
+           "composites", "engine", "UnsupportedPrimitiveError"]

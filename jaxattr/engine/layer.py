@@ -1,0 +1,158 @@
+"""What a rule sees of a segment: its forward function and, for layers, the folded ``(W, a, c)``.
+
+A linear segment computes ``z = a ⊙ lin(x, W) + c``: ``lin`` is the ``dot_general`` or
+``conv_general_dilated`` as traced, ``a`` and ``c`` fold the elementwise affine chain after it
+(bias add, inference-mode batch norm). Rules ask for ``z`` under modified weights and biases.
+Weight modifiers form a small basis, each correct for the *folded* weight ``a·W`` without ever
+materialising it (``a`` may be per output unit, of any layout):
+
+=========  ==========================  ====================================================
+modifier   folded weight                computed as
+=========  ==========================  ====================================================
+``id``     ``aW``                       ``a ⊙ lin(x, W)``
+``pos``    ``(aW)⁺``                    ``a⁺ ⊙ lin(x, W⁺) + a⁻ ⊙ lin(x, W⁻)``
+``neg``    ``(aW)⁻``                    ``a⁺ ⊙ lin(x, W⁻) + a⁻ ⊙ lin(x, W⁺)``
+``sq``     ``(aW)²``                    ``a² ⊙ lin(x, W²)``
+``ones``   ``1``                        ``lin(x, 1)``
+=========  ==========================  ====================================================
+
+Bias modifiers act on the folded bias ``c``: ``id``, ``pos`` (c⁺), ``neg`` (c⁻), ``sq`` (c²).
+A modifier is a tuple of ``(name, coefficient)`` pairs, e.g. Gamma's ``(("id", 1), ("pos", γ))``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax.numpy as jnp
+
+from .segment import Segment
+from .trace import Lit, is_var
+
+Modifier = Sequence  # of (name, coefficient)
+
+
+def _pos(v):
+    return jnp.maximum(v, 0)
+
+
+def _neg(v):
+    return jnp.minimum(v, 0)
+
+
+_WEIGHT_BASIS = {"id": lambda w: w, "pos": _pos, "neg": _neg, "sq": jnp.square, "ones": jnp.ones_like}
+_SWAP = {"pos": "neg", "neg": "pos"}
+
+
+class View:
+    """Forward function of a segment with its constants bound: ``fn(*inputs) -> output``."""
+
+    def __init__(self, segment: Segment, consts: Sequence):
+        self.segment = segment
+        self.kind = segment.kind
+        self._env = dict(zip(segment.consts(), consts))
+
+    def _read(self, env, a):
+        if isinstance(a, Lit):
+            return a.value
+        return env[a] if a in env else self._env[a]
+
+    def run(self, nodes, inputs: dict) -> dict:
+        env = dict(inputs)
+        for node in nodes:
+            outs = node.bind(*[self._read(env, a) for a in node.ins])
+            env.update(zip(node.outs, outs))
+        return env
+
+    def fn(self, *inputs):
+        env = self.run(self.segment.nodes, dict(zip(self.segment.inputs, inputs)))
+        return env[self.segment.output]
+
+    def z(self, inp, weight: Modifier = (("id", 1.0),), bias: Modifier = (("id", 1.0),)):
+        """Output under modified parameters. Segments without weights support only ``id``."""
+        if tuple(weight) != (("id", 1.0),):
+            raise ValueError(f"{self.segment.describe()} has no weights; a rule that modifies "
+                             f"weights ({weight}) cannot be applied to it.")
+        return self.fn(inp)
+
+
+class LinearView(View):
+    """A dense/conv layer folded with its trailing affine chain: ``z = a ⊙ lin(x, W) + c``."""
+
+    def __init__(self, segment: Segment, consts: Sequence):
+        super().__init__(segment, consts)
+        node = segment.nodes[0]
+        self._lin_node = node
+        self._x_pos = next(i for i, a in enumerate(node.ins) if is_var(a) and a == segment.inputs[0])
+        self.weight = self._read({}, node.ins[1 - self._x_pos])
+        self.scale, self.bias = self._fold(segment.nodes[1:], node.outs[0])
+
+    def _fold(self, chain, t):
+        a = c = None
+        for node in chain:
+            k_pos = next(i for i, x in enumerate(node.ins) if not (is_var(x) and x == t)) if len(node.ins) > 1 else None
+            k = self._read({}, node.ins[k_pos]) if k_pos is not None else None
+            p = node.prim
+            if p in ("add", "add_any"):
+                c = k if c is None else c + k
+            elif p == "sub" and k_pos == 1:  # z - k
+                c = -k if c is None else c - k
+            elif p == "sub":  # k - z
+                a = -1.0 if a is None else -a
+                c = k if c is None else k - c
+            elif p == "mul":
+                a = k if a is None else a * k
+                c = None if c is None else c * k
+            elif p == "div":
+                a = 1.0 / k if a is None else a / k
+                c = None if c is None else c / k
+            elif p == "neg":
+                a = -1.0 if a is None else -a
+                c = None if c is None else -c
+            t = node.outs[0]
+        return a, c
+
+    def lin(self, inp, weight):
+        ins = [None, None]
+        ins[self._x_pos], ins[1 - self._x_pos] = inp, weight
+        return self._lin_node.bind(*ins)[0]
+
+    def z(self, inp, weight: Modifier = (("id", 1.0),), bias: Modifier = (("id", 1.0),)):
+        w = self.weight
+        a = self.scale
+        parts = {}  # output scale -> weight combination
+
+        def add(key, name, coef):
+            term = coef * _WEIGHT_BASIS[name](w)
+            parts[key] = term if key not in parts else parts[key] + term
+
+        for name, coef in weight:
+            if a is None or name == "ones":
+                add("one", name, coef)
+            elif name == "sq":
+                add("sq", name, coef)
+            else:
+                add("a+", name, coef)
+                add("a-", _SWAP.get(name, name), coef)
+        scales = {"one": None, "a+": None if a is None else _pos(a), "a-": None if a is None else _neg(a),
+                  "sq": None if a is None else jnp.square(a)}
+        z = 0.0
+        for key, wk in parts.items():
+            out = self.lin(inp, wk)
+            z = z + (out if scales[key] is None else scales[key] * out)
+        return z + self._bias(bias)
+
+    def _bias(self, bias: Modifier):
+        c = self.bias
+        if c is None:
+            return 0.0
+        total = 0.0
+        for name, coef in bias:
+            total = total + coef * _WEIGHT_BASIS[name](c)
+        return total
+
+
+def make_view(segment: Segment, consts: Sequence) -> View:
+    return (LinearView if segment.family == "linear" else View)(segment, consts)
+
+

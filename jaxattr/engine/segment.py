@@ -1,0 +1,283 @@
+"""Segment a traced graph into the pieces rules attach to.
+
+Every node that depends on the explained input is put in exactly one class:
+
+============  =====================================================================  ===========
+kind          what it matches                                                        default VJP
+============  =====================================================================  ===========
+``dense``     ``dot_general`` with one x-dependent operand, plus the chain of        gradient
+``conv``      ``conv_general_dilated`` elementwise affine ops with constant operands gradient
+              that follows it (bias add, inference-mode batch norm: ``sub``, ``mul``,
+              ``add``, ``div``, ``neg``). The whole chain is one layer
+              ``z = a ⊙ lin(x, W) + c``, so rules see the folded layer.
+``activation`` a connected region of elementwise ops rooted at one x-dependent        gradient
+              tensor with one output (``relu``, PReLU, GELU, tanh, …)
+``maxpool``   ``reduce_window_max``, ``reduce_max``, ``max``/``min`` of two           gradient
+              x-dependent tensors
+``sum``       ``reduce_sum``, ``reduce_window_sum`` (average pooling), ``add``/``sub``  gradient
+              of two x-dependent tensors (skip connections)
+``scale``     a lone elementwise affine op with a constant operand                   gradient
+plumbing      reshape, transpose, broadcast, slicing, concatenation, padding, …      gradient
+============  =====================================================================  ===========
+
+Plumbing nodes form no segment: every method passes through them with their ordinary VJP.
+Anything else that depends on ``x`` raises :class:`UnsupportedPrimitiveError`, naming the
+primitive and the module path; no rule is ever silently skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from .trace import Graph, Lit, Node, is_var
+
+LINEAR_KINDS = ("dense", "conv")
+KINDS = LINEAR_KINDS + ("activation", "maxpool", "sum", "scale")
+
+PLUMBING = frozenset({
+    "reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims", "slice", "dynamic_slice",
+    "concatenate", "pad", "rev", "copy", "copy_p", "convert_element_type", "reduce_precision",
+    "gather", "split", "select_and_gather_add", "device_put", "sharding_constraint",
+    "mesh_cast", "reshard", "optimization_barrier",
+})
+AFFINE_CONST = frozenset({"add", "sub", "mul", "div", "neg", "add_any"})
+ELEMENTWISE = frozenset({
+    "add", "sub", "mul", "div", "neg", "max", "min", "abs", "sign", "exp", "exp2", "log", "log1p",
+    "expm1", "tanh", "logistic", "erf", "erfc", "erf_inv", "sin", "cos", "tan", "sqrt", "rsqrt",
+    "cbrt", "integer_pow", "pow", "square", "floor", "ceil", "round", "is_finite", "not", "and",
+    "or", "xor", "ge", "gt", "le", "lt", "eq", "ne", "select_n", "clamp", "atan2", "nextafter",
+    "convert_element_type", "copy", "copy_p", "custom_jvp_call", "custom_vjp_call",
+    "custom_vjp_call_jaxpr", "add_any", "stop_gradient", "sinh", "cosh", "asinh", "acosh",
+    "atanh", "atan", "asin", "acos", "imag", "real", "square",
+})
+SUMS = frozenset({"reduce_sum", "reduce_window_sum", "cumsum"})
+MAXES = frozenset({"reduce_window_max", "reduce_max", "reduce_window_min", "reduce_min"})
+
+
+class UnsupportedPrimitiveError(ValueError):
+    """An x-dependent primitive that no rule covers."""
+
+
+@dataclasses.dataclass(eq=False)
+class Segment:
+    """A piece of the graph a rule is attached to: ``output = f(*inputs; consts)``."""
+
+    kind: str
+    nodes: list
+    inputs: tuple  # x-dependent input var ids, in order
+    output: int = -1
+    name: str = ""
+    index: int = 0  # position among segments of the same family (linear layers counted apart)
+    is_first: bool = False  # first linear layer from the input
+    is_last: bool = False  # last linear layer before the output
+    nonneg_input: bool = False  # input known to be >= 0 (after a ReLU / max pool of ReLUs)
+
+    @property
+    def family(self) -> str:
+        return "linear" if self.kind in LINEAR_KINDS else self.kind
+
+    @property
+    def primitive(self) -> str:
+        return self.nodes[0].prim
+
+    def consts(self) -> tuple:
+        """Variables the segment reads that it neither produces nor takes as x-dependent input
+        (weights, biases, batch-norm statistics). Literals are read in place."""
+        produced = {o for n in self.nodes for o in n.outs}
+        out = []
+        for n in self.nodes:
+            for a in n.ins:
+                if is_var(a) and a not in produced and a not in self.inputs and a not in out:
+                    out.append(a)
+        return tuple(out)
+
+    def describe(self) -> str:
+        return f"{self.kind} '{self.name or '<unnamed>'}' ({', '.join(n.prim for n in self.nodes)})"
+
+
+def _where(node: Node) -> str:
+    return f"at module path '{node.name}'" if node.name else "(no module path: the model gives no names)"
+
+
+def segment(graph: Graph) -> list:
+    """Classify every x-dependent node; return segments in evaluation order (by their last node)."""
+    tainted = graph.tainted
+    users = graph.consumers()
+    n_users = lambda v: len(users.get(v, ())) + sum(1 for a in graph.outvars if a == v)
+    owner: dict = {}  # var -> segment that produced it
+    segments: list = []
+
+    def tainted_ins(node):
+        return [a for a in node.ins if is_var(a) and a in tainted]
+
+    for node in graph.nodes:
+        t_ins = tainted_ins(node)
+        if not t_ins:
+            continue
+        prim = node.prim
+        uniq = list(dict.fromkeys(t_ins))
+
+        # 1. extend an affine chain: `z = lin(x, W)` followed by `z + b`, `z * s`, ...
+        if prim in AFFINE_CONST and len(uniq) == 1:
+            seg = owner.get(uniq[0])
+            if (seg is not None and seg.kind in LINEAR_KINDS and seg.output == uniq[0]
+                    and n_users(uniq[0]) == 1 and _affine_operand_ok(node, uniq[0])):
+                seg.nodes.append(node)
+                seg.output = node.outs[0]
+                owner[node.outs[0]] = seg
+                continue
+
+        # 2. grow an elementwise region (activation) whose vars cover all x-dependent inputs
+        if prim in ELEMENTWISE and _elementwise_shape(node, graph):
+            region = _region_of(uniq, owner)
+            if region is not None:
+                region.nodes.append(node)
+                for o in node.outs:
+                    owner[o] = region
+                continue
+
+        # 3. start a new segment
+        seg = None
+        if prim in ("dot_general", "conv_general_dilated"):
+            if len(uniq) != 1 or (prim == "conv_general_dilated" and node.ins[0] not in tainted):
+                raise UnsupportedPrimitiveError(
+                    f"'{prim}' {_where(node)} multiplies two x-dependent tensors (or uses x as the "
+                    "kernel); no attribution rule covers bilinear layers. Make one operand a "
+                    "parameter, or wrap the product in jax.lax.stop_gradient on one side.")
+            seg = Segment("dense" if prim == "dot_general" else "conv", [node], tuple(uniq))
+        elif prim in PLUMBING or (prim == "select_n" and node.ins[0] not in tainted):
+            continue
+        elif prim in AFFINE_CONST and len(uniq) == 1 and _affine_operand_ok(node, uniq[0]):
+            seg = Segment("scale", [node], tuple(uniq))
+        elif prim in SUMS or (prim in ("add", "sub", "add_any") and len(uniq) > 1):
+            seg = Segment("sum", [node], tuple(uniq))
+        elif prim in MAXES or (prim in ("max", "min") and len(uniq) > 1):
+            seg = Segment("maxpool", [node], tuple(uniq))
+        elif prim in ELEMENTWISE and _elementwise_shape(node, graph):
+            if len(uniq) > 1:
+                raise UnsupportedPrimitiveError(
+                    f"'{prim}' {_where(node)} combines two x-dependent tensors non-linearly; no rule "
+                    "covers that. If this is a softmax, explain the logits instead (pass the function "
+                    "before the softmax); otherwise restructure it or register a rule.")
+            seg = Segment("activation", [node], tuple(uniq))
+        else:
+            hint = (" If this is a softmax or normalisation of the output, explain the logits "
+                    "instead." if prim in ("div", "reduce_max", "exp", "argmax") else "")
+            raise UnsupportedPrimitiveError(
+                f"no attribution rule covers primitive '{prim}' {_where(node)}, which depends on the "
+                f"explained input.{hint} Supported: dense/conv layers, elementwise activations, "
+                "max/sum/average pooling, sums and linear plumbing (reshape, transpose, slicing, ...). "
+                "Use jax.lax.stop_gradient on parts that should not be explained, or rewrite the "
+                "operation with supported primitives.")
+        seg.name = node.name
+        seg.output = node.outs[0]
+        segments.append(seg)
+        for o in node.outs:
+            owner[o] = seg
+
+    _finish(segments, graph, users)
+    return segments
+
+
+def _region_of(uniq, owner) -> Optional[Segment]:
+    """The activation region whose vars (or root) contain every x-dependent input, if any."""
+    candidates = []
+    for v in uniq:
+        seg = owner.get(v)
+        if seg is not None and seg.kind == "activation" and seg not in candidates:
+            candidates.append(seg)
+    for seg in reversed(candidates):
+        members = {o for n in seg.nodes for o in n.outs} | set(seg.inputs)
+        if all(v in members for v in uniq):
+            return seg
+    return None
+
+
+def _elementwise_shape(node: Node, graph: Graph) -> bool:
+    shapes = {graph.avals[o].shape for o in node.outs}
+    ins = {graph.avals[a].shape for a in node.ins if is_var(a) and a in graph.tainted}
+    return len(shapes) == 1 and ins <= shapes
+
+
+def _affine_operand_ok(node: Node, t: int) -> bool:
+    """Affine in ``t``: ``t`` is exactly one operand (so ``t * t`` is not), and on top of a ``div``."""
+    positions = [i for i, a in enumerate(node.ins) if is_var(a) and a == t]
+    return len(positions) == 1 and (node.prim != "div" or positions[0] == 0)
+
+
+def _finish(segments, graph: Graph, users) -> None:
+    """Fix each segment's single output and its position among layers."""
+    out_set = {a for a in graph.outvars if is_var(a)}
+    for seg in segments:
+        produced = [o for n in seg.nodes for o in n.outs]
+        inside = {id(n) for n in seg.nodes}
+        used_outside = [o for o in produced
+                        if o in out_set or any(id(u) not in inside for u in users.get(o, ()))]
+        if seg.kind == "activation":
+            used_outside = list(dict.fromkeys(used_outside))
+            if len(used_outside) != 1:
+                raise UnsupportedPrimitiveError(
+                    f"the elementwise region {seg.describe()} has {len(used_outside)} outputs used "
+                    "elsewhere; the engine needs one output per activation. Compute the activation "
+                    "once and reuse its result.")
+            seg.output = used_outside[0]
+            seg.nodes = _needed(seg.nodes, seg.output)
+    linear = [s for s in segments if s.kind in LINEAR_KINDS]
+    for i, seg in enumerate(linear):
+        seg.index = i
+        seg.is_first = i == 0
+        seg.is_last = i == len(linear) - 1
+    _mark_nonneg(segments, graph)
+    # evaluate each segment when its output is produced
+    order = {}
+    for node in graph.nodes:
+        for o in node.outs:
+            order[o] = node.index
+    segments.sort(key=lambda s: order[s.output])
+
+
+_NONNEG_ACTIVATIONS = frozenset({"relu", "relu6", "softplus", "sigmoid", "logistic"})
+_NONNEG_PASS = PLUMBING | MAXES | {"reduce_window_sum", "reduce_sum"}
+
+
+def _mark_nonneg(segments, graph: Graph) -> None:
+    """Mark linear layers whose input is provably >= 0 (a ReLU output, possibly pooled/reshaped)."""
+    nonneg: set = set()
+    producer = {o: n for n in graph.nodes for o in n.outs}
+    seg_of_out = {s.output: s for s in segments}
+    for node in graph.nodes:
+        seg = seg_of_out.get(node.outs[0])
+        if seg is not None and seg.kind == "activation" and len(seg.nodes) == 1:
+            n0 = seg.nodes[0]
+            name = n0.params.get("name", n0.prim) if n0.prim == "custom_jvp_call" else n0.prim
+            if name in _NONNEG_ACTIVATIONS or (n0.prim == "max" and _const_zero_operand(n0)):
+                nonneg.add(seg.output)
+        elif node.prim in _NONNEG_PASS and all(
+                (not is_var(a)) or a in nonneg or a not in graph.tainted for a in node.ins[:1]):
+            if node.ins and is_var(node.ins[0]) and node.ins[0] in nonneg:
+                nonneg.update(node.outs)
+    for seg in segments:
+        if seg.kind in LINEAR_KINDS:
+            seg.nonneg_input = seg.inputs[0] in nonneg
+    del producer
+
+
+def _const_zero_operand(node: Node) -> bool:
+    for a in node.ins:
+        if isinstance(a, Lit):
+            try:
+                return float(a.value) == 0.0
+            except (TypeError, ValueError):
+                return False
+    return False
+
+
+def _needed(nodes, output) -> list:
+    """The nodes of ``nodes`` that ``output`` depends on, in order."""
+    need, keep = {output}, []
+    for node in reversed(nodes):
+        if any(o in need for o in node.outs):
+            keep.append(node)
+            need.update(a for a in node.ins if is_var(a))
+    return keep[::-1]

@@ -1,0 +1,260 @@
+"""Attribution methods: frozen dataclasses (hashable, so they are static ``jit`` arguments).
+
+A method is a composite (which rule goes where), a seed for the output cotangent and a
+post-processing of the input cotangent; path methods (Integrated Gradients, SmoothGrad) average
+several backward passes, batched with ``vmap``. Seeds (DESIGN §3): the gradient family starts
+from 1 on the target logit (as Captum does); the relevance family (LRP, Deep Taylor) starts from
+the target logit's value, so conserved relevance sums to it; DeepLIFT contributions sum to the
+target logit's difference from the reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import composites as C
+from .composites import Composite
+from .engine.rewrite import environment, run
+from .engine.segment import segment
+from .engine.trace import trace
+from .rules.activation import Rescale
+from .rules.base import Rule
+from .rules.lrp import AlphaBeta, ZBox
+
+Array = jax.Array
+
+
+def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
+             composite: Composite, seed: str = "one", reference: Optional[Array] = None):
+    """One rule-rewritten backward pass.
+
+    Returns ``(cotangent at x, logits, target)``; ``target=None`` takes the argmax of the logits.
+    ``seed``: ``"one"`` (one-hot on the target) or ``"logit"`` (one-hot times the logit).
+    ``reference``: evaluate the reference alongside and hand it to the rules (DeepLIFT).
+    """
+    graph = trace(apply_fn, params, x)
+    assignment = composite.assign(segment(graph))
+    p_leaves = jax.tree_util.tree_leaves(params)
+    ref_env = None if reference is None else environment(graph, p_leaves + [reference])
+
+    def f(x_):
+        outs = run(graph, assignment, p_leaves + [x_], ref_env)
+        return jax.tree_util.tree_unflatten(graph.out_tree, outs)
+
+    logits, vjp = jax.vjp(f, x)
+    if target is None:
+        target = jnp.argmax(jax.lax.stop_gradient(logits), axis=-1)
+    onehot = jax.nn.one_hot(target, logits.shape[-1], dtype=logits.dtype)
+    cot = onehot * jax.lax.stop_gradient(logits) if seed == "logit" else onehot
+    (grad,) = vjp(cot)
+    return grad, logits, target
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Method:
+    """Base class. Subclasses set :attr:`seed`, :meth:`composite` and/or override :meth:`compute`."""
+
+    seed: ClassVar[str] = "one"
+    needs_key: ClassVar[bool] = False
+
+    def _key(self):
+        static = lambda v: ("array", id(v)) if isinstance(v, (np.ndarray, jax.Array)) else v
+        return (type(self),) + tuple(static(getattr(self, f.name)) for f in dataclasses.fields(self))
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def composite(self) -> Composite:
+        return Composite()
+
+    def compute(self, apply_fn, params, x, target, key):
+        return backward(apply_fn, params, x, target, self.composite(), self.seed)[0]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Gradient(Method):
+    """Vanilla gradient ∂f_t/∂x (Simonyan et al. 2014), signed (Captum's Saliency takes ``abs``)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GradientXInput(Method):
+    """Gradient × input, ``x ⊙ ∂f_t/∂x`` (Shrikumar et al. 2016); equals LRP-0 on ReLU nets."""
+
+    def compute(self, apply_fn, params, x, target, key):
+        return x * super().compute(apply_fn, params, x, target, key)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DeconvNet(Method):
+    """DeconvNet (Zeiler & Fergus 2014): the ReLU acts on the backward signal."""
+
+    def composite(self):
+        return C.deconvnet()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GuidedBackprop(Method):
+    """Guided backpropagation (Springenberg et al. 2015): forward mask and positive signal."""
+
+    def composite(self):
+        return C.guided_backprop()
+
+
+def _path_nodes(steps: int, rule: str):
+    if rule == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        return (nodes + 1) / 2, weights / 2
+    if rule == "riemann_trapezoid":
+        nodes = np.linspace(0.0, 1.0, steps)
+        weights = np.full(steps, 1.0 / (steps - 1)) if steps > 1 else np.ones(1)
+        weights[[0, -1]] /= 2
+        return nodes, weights
+    if rule in ("riemann_left", "riemann_right", "riemann_middle"):
+        offset = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[rule]
+        return (np.arange(steps) + offset) / steps, np.full(steps, 1.0 / steps)
+    raise ValueError(f"unknown integration rule {rule!r}: use 'gausslegendre', 'riemann_trapezoid', "
+                     "'riemann_left', 'riemann_right' or 'riemann_middle'")
+
+
+def _as_reference(reference, x):
+    if callable(reference):
+        ref = reference(x)
+    else:
+        ref = reference
+    ref = jnp.asarray(ref, dtype=x.dtype)
+    try:
+        return jnp.broadcast_to(ref, x.shape)
+    except ValueError:
+        raise ValueError(f"reference of shape {ref.shape} does not broadcast to x's shape {x.shape}; "
+                         "pass a scalar, an array like x (or one example's shape), or a callable x -> "
+                         "reference") from None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class IntegratedGradients(Method):
+    """Integrated gradients (Sundararajan et al. 2017):
+    ``(x − x₀) ⊙ ∫₀¹ ∂f_t/∂x (x₀ + α(x − x₀)) dα``, by ``steps`` quadrature nodes (Gauss–Legendre
+    by default, as Captum), ``chunk`` nodes at a time under ``vmap`` to bound memory. The target
+    is fixed from ``x``'s own logits."""
+
+    steps: int = 32
+    baseline: Union[float, tuple] = 0.0
+    rule: str = "gausslegendre"
+    chunk: Optional[int] = 8
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"IntegratedGradients steps must be >= 1, got {self.steps}")
+        _path_nodes(self.steps, self.rule)
+
+    def compute(self, apply_fn, params, x, target, key):
+        x0 = _as_reference(self.baseline, x)
+        if target is None:
+            target = jnp.argmax(apply_fn(params, x), axis=-1)
+        alphas, weights = (jnp.asarray(v, x.dtype) for v in _path_nodes(self.steps, self.rule))
+        grad = lambda a: backward(apply_fn, params, x0 + a * (x - x0), target, Composite())[0]
+        grads = jax.lax.map(grad, alphas, batch_size=min(self.chunk or self.steps, self.steps))
+        return (x - x0) * jnp.tensordot(weights, grads, axes=1)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SmoothGrad(Method):
+    """SmoothGrad (Smilkov et al. 2017): mean gradient over ``samples`` copies of x with Gaussian
+    noise of standard deviation ``sigma · (max(x) − min(x))`` per example (the paper's noise
+    level); needs ``key``. The target is fixed from ``x``'s own logits."""
+
+    samples: int = 32
+    sigma: float = 0.1
+    chunk: Optional[int] = 8
+    needs_key: ClassVar[bool] = True
+
+    def __post_init__(self):
+        if self.samples < 1 or self.sigma < 0:
+            raise ValueError(f"SmoothGrad needs samples >= 1 and sigma >= 0, got samples={self.samples}, "
+                             f"sigma={self.sigma}")
+
+    def compute(self, apply_fn, params, x, target, key):
+        if target is None:
+            target = jnp.argmax(apply_fn(params, x), axis=-1)
+        axes = tuple(range(1, x.ndim))
+        scale = self.sigma * (x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True))
+        keys = jax.random.split(key, self.samples)
+        noisy = lambda k: x + scale * jax.random.normal(k, x.shape, x.dtype)
+        grad = lambda k: backward(apply_fn, params, noisy(k), target, Composite())[0]
+        return jax.lax.map(grad, keys, batch_size=min(self.chunk or self.samples, self.samples)).mean(0)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LRP(Method):
+    """Layer-wise relevance propagation (Bach et al. 2015) with a rule on every dense/conv layer
+    or a :class:`~jaxattr.composites.Composite`. ``LRP(rules.Epsilon(0.0))`` is LRP-0."""
+
+    rule: Union[Rule, Composite] = dataclasses.field(default_factory=C.epsilon_plus)
+    seed: ClassVar[str] = "logit"
+
+    def __post_init__(self):
+        if not isinstance(self.rule, (Rule, Composite)):
+            raise TypeError(f"LRP takes a rule (ja.rules.*) or a composite (ja.composites.*), got "
+                            f"{type(self.rule).__name__}")
+
+    def composite(self):
+        return self.rule if isinstance(self.rule, Composite) else C.lrp(self.rule)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DeepTaylor(Method):
+    """Deep Taylor decomposition (Montavon et al. 2017) with iNNvestigate 1.0.8's semantics:
+    α1β0 on every dense/conv layer, the whole bias in the denominator, ``0/0 = 0``
+    (``ignore_bias=True`` gives iNNvestigate 2.x's bias-free rule). With ``low``/``high`` it is
+    ``BoundedDeepTaylor``: the first layer gets z^B(low, high)."""
+
+    low: Optional[Any] = None
+    high: Optional[Any] = None
+    ignore_bias: bool = False
+    seed: ClassVar[str] = "logit"
+
+    def __post_init__(self):
+        if (self.low is None) != (self.high is None):
+            raise ValueError("DeepTaylor needs both low and high (bounded) or neither")
+
+    def composite(self):
+        rule = AlphaBeta(1.0, 0.0, bias="none" if self.ignore_bias else "whole", epsilon=0.0)
+        comp = C.lrp(rule)
+        if self.low is not None:
+            comp = Composite((("first", ZBox(C._bound(self.low), C._bound(self.high), epsilon=0.0)),)) + comp
+        return comp
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DeepLIFT(Method):
+    """DeepLIFT (Shrikumar et al. 2017): contributions ``(x − x₀) ⊙ m`` with multipliers ``m``
+    propagated by the chain rule, Rescale on every elementwise non-linearity and the ordinary
+    multipliers ``W`` of linear layers; ``Σ contributions = f_t(x) − f_t(x₀)``.
+    ``reference``: scalar, array like x, or callable ``x -> x₀``."""
+
+    reference: Any = 0.0
+    rule: str = "rescale"
+
+    def __post_init__(self):
+        if self.rule not in ("rescale",):
+            raise ValueError(f"DeepLIFT rule must be 'rescale', got {self.rule!r}")
+
+    def composite(self):
+        return Composite((("activation", Rescale()),))
+
+    def compute(self, apply_fn, params, x, target, key):
+        x0 = _as_reference(self.reference, x)
+        m = backward(apply_fn, params, x, target, self.composite(), "one", reference=x0)[0]
+        return (x - x0) * m
+
+
+__all__ = ["Method", "Gradient", "GradientXInput", "IntegratedGradients", "SmoothGrad", "DeconvNet",
+           "GuidedBackprop", "LRP", "DeepTaylor", "DeepLIFT", "backward"]
