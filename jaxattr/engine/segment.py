@@ -106,6 +106,7 @@ def segment(graph: Graph) -> list:
     users = graph.consumers()
     n_users = lambda v: len(users.get(v, ())) + sum(1 for a in graph.outvars if a == v)
     owner: dict = {}  # var -> segment that produced it
+    rooted: dict = {}  # var -> activation regions grown from it
     segments: list = []
 
     def tainted_ins(node):
@@ -113,7 +114,7 @@ def segment(graph: Graph) -> list:
 
     for node in graph.nodes:
         t_ins = tainted_ins(node)
-        if not t_ins:
+        if not t_ins or not any(o in tainted for o in node.outs):
             continue
         prim = node.prim
         uniq = list(dict.fromkeys(t_ins))
@@ -130,7 +131,7 @@ def segment(graph: Graph) -> list:
 
         # 2. grow an elementwise region (activation) whose vars cover all x-dependent inputs
         if prim in ELEMENTWISE and _elementwise_shape(node, graph):
-            region = _region_of(uniq, owner)
+            region = _region_of(uniq, owner, rooted)
             if region is not None:
                 region.nodes.append(node)
                 for o in node.outs:
@@ -164,15 +165,19 @@ def segment(graph: Graph) -> list:
         else:
             hint = (" If this is a softmax or normalisation of the output, explain the logits "
                     "instead." if prim in ("div", "reduce_max", "exp", "argmax") else "")
+            what = ("combines several x-dependent tensors" if len(uniq) > 1
+                    else "depends on the explained input x")
             raise UnsupportedPrimitiveError(
-                f"no attribution rule covers primitive '{prim}' {_where(node)}, which depends on the "
-                f"explained input.{hint} Supported: dense/conv layers, elementwise activations, "
+                f"no attribution rule covers primitive '{prim}' {_where(node)}, which {what}.{hint} "
+                "Supported: dense/conv layers, elementwise activations, "
                 "max/sum/average pooling, sums and linear plumbing (reshape, transpose, slicing, ...). "
                 "Use jax.lax.stop_gradient on parts that should not be explained, or rewrite the "
                 "operation with supported primitives.")
         seg.name = node.name
         seg.output = node.outs[0]
         segments.append(seg)
+        if seg.kind == "activation":
+            rooted.setdefault(uniq[0], []).append(seg)
         for o in node.outs:
             owner[o] = seg
 
@@ -180,13 +185,13 @@ def segment(graph: Graph) -> list:
     return segments
 
 
-def _region_of(uniq, owner) -> Optional[Segment]:
+def _region_of(uniq, owner, rooted) -> Optional[Segment]:
     """The activation region whose vars (or root) contain every x-dependent input, if any."""
     candidates = []
     for v in uniq:
-        seg = owner.get(v)
-        if seg is not None and seg.kind == "activation" and seg not in candidates:
-            candidates.append(seg)
+        for seg in [owner.get(v)] + rooted.get(v, []):
+            if seg is not None and seg.kind == "activation" and seg not in candidates:
+                candidates.append(seg)
     for seg in reversed(candidates):
         members = {o for n in seg.nodes for o in n.outs} | set(seg.inputs)
         if all(v in members for v in uniq):
@@ -250,8 +255,7 @@ def _mark_nonneg(segments, graph: Graph) -> None:
         seg = seg_of_out.get(node.outs[0])
         if seg is not None and seg.kind == "activation" and len(seg.nodes) == 1:
             n0 = seg.nodes[0]
-            name = n0.params.get("name", n0.prim) if n0.prim == "custom_jvp_call" else n0.prim
-            if name in _NONNEG_ACTIVATIONS or (n0.prim == "max" and _const_zero_operand(n0)):
+            if activation_name(n0) in _NONNEG_ACTIVATIONS or (n0.prim == "max" and _const_zero_operand(n0)):
                 nonneg.add(seg.output)
         elif node.prim in _NONNEG_PASS and all(
                 (not is_var(a)) or a in nonneg or a not in graph.tainted for a in node.ins[:1]):
@@ -261,6 +265,16 @@ def _mark_nonneg(segments, graph: Graph) -> None:
         if seg.kind in LINEAR_KINDS:
             seg.nonneg_input = seg.inputs[0] in nonneg
     del producer
+
+
+def activation_name(node: Node) -> str:
+    """``relu`` for ``jax.nn.relu``'s ``custom_jvp_call``, else the primitive's name."""
+    if node.prim == "custom_jvp_call":
+        inner = node.params.get("call_jaxpr")
+        eqns = getattr(getattr(inner, "jaxpr", inner), "eqns", ())
+        if len(eqns) == 1 and "name" in eqns[0].params:
+            return eqns[0].params["name"]
+    return node.prim
 
 
 def _const_zero_operand(node: Node) -> bool:

@@ -7,8 +7,9 @@ this module depends on jax's ``Var``/``Literal`` classes (which move between jax
 Custom-derivative calls (``custom_jvp_call``, ``custom_vjp_call``) are kept whole: they are the
 activations (``jax.nn.relu`` is one) and are re-bound as they are.
 
-Taint analysis marks which variables depend on the explained input ``x``; ``stop_gradient``
-removes the dependence, as it does for gradients.
+Taint analysis marks which variables depend on the explained input ``x`` *and* reach the
+output other than through ``stop_gradient`` (which removes the dependence, as it does for
+gradients): only those need a rule.
 """
 
 from __future__ import annotations
@@ -168,7 +169,12 @@ def _taint(graph: Graph) -> frozenset:
             continue
         if any(is_var(a) and a in tainted for a in node.ins):
             tainted.update(node.outs)
-    return frozenset(tainted)
+    # keep only what reaches the outputs other than through stop_gradient
+    live = {a for a in graph.outvars if is_var(a)}
+    for node in reversed(graph.nodes):
+        if node.prim not in _NO_TAINT and any(o in live for o in node.outs):
+            live.update(a for a in node.ins if is_var(a))
+    return frozenset(tainted & live)
 
 
 def evaluate(graph: Graph, leaves: Sequence, bind_node: Callable | None = None):
