@@ -10,6 +10,7 @@ Example:
 
 from . import composites as composites
 from . import engine as engine
+from . import evaluation as evaluation
 from . import rules as rules
 from .api import attribute as attribute
 from .api import explain as explain
@@ -29,4 +30,4 @@ __version__ = "0.1.0"
 
 __all__ = ["attribute", "explain", "Method", "Gradient", "GradientXInput", "IntegratedGradients",
            "SmoothGrad", "DeconvNet", "GuidedBackprop", "DeepTaylor", "LRP", "DeepLIFT", "rules",
-           "composites", "engine", "UnsupportedPrimitiveError"]
+           "composites", "engine", "evaluation", "UnsupportedPrimitiveError"]
