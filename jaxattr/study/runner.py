@@ -1,0 +1,240 @@
+"""The resumable grid study of Amorim et al. 2020, "Interpretability vs. Complexity: the friction
+in deep neural networks" (IJCNN): train the CNN under L2 decays on layer groups, explain the
+held-out fold with the paper's methods, score the explanations by region perturbation (AOPC,
+confidence drops) against a random-order baseline, and write tables and figures.
+
+Units of work are ``(dataset, fold, decay, group)``; decay 0 is one model per fold (group
+``"none"``). Per fold, every configuration is trained at once as one vmapped program
+(:func:`jaxattr.training.loop.train_grid`) and each unit's parameters are checkpointed with orbax;
+then each unit is evaluated and its rows written atomically (:mod:`jaxattr.study.store`).
+A rerun skips finished units; a kill loses at most the fold grid being trained or the unit being
+evaluated, and the rerun reproduces the same numbers: the fold grid always has the same
+configurations (missing checkpoints retrain the whole grid), and every key derives from the seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import composites, rules
+from .. import methods as M
+from ..api import explain
+from ..data import load_dataset
+from ..evaluation import evaluate, perturbation_curve
+from ..models.paper_cnn import PaperCNN
+from ..training.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from ..training.configs import PAPER_DECAYS, Config
+from ..training.cv import split_fold, stratified_folds
+from ..training.groups import GROUPS
+from ..training.loop import train_grid
+from .report import write_report
+from .store import BASELINE_GROUP, DROP_FRACTIONS, RANDOM_METHOD, ResultsStore, StudyConfig, Unit
+
+#: Methods by the names the study and the CLI use. The paper's five come first; its "LRP" is
+#: iNNvestigate 1.0.8's ``lrp.epsilon`` (ε = 1e-7, bias kept, on every layer), the analyzer of
+#: that name the paper's toolbox offers, and Deep Taylor is iNNvestigate 1.0.8's ``deep_taylor``.
+METHODS: dict = {
+    "gradient": M.Gradient(),
+    "deconvnet": M.DeconvNet(),
+    "guided_backprop": M.GuidedBackprop(),
+    "deep_taylor": M.DeepTaylor(),
+    "lrp": M.LRP(rules.Epsilon(1e-7)),
+    "gradient_x_input": M.GradientXInput(),
+    "integrated_gradients": M.IntegratedGradients(steps=32),
+    "smoothgrad": M.SmoothGrad(samples=32, sigma=0.1),
+    "deeplift": M.DeepLIFT(),
+    "lrp.z": M.LRP(rules.Epsilon(0.0)),
+    "lrp.epsilon_plus": M.LRP(composites.epsilon_plus()),
+    "lrp.epsilon_plus_flat": M.LRP(composites.epsilon_plus_flat()),
+    "lrp.epsilon_gamma_box": M.LRP(composites.epsilon_gamma_box(0.0, 1.0)),
+    "lrp.epsilon_alpha2_beta1": M.LRP(composites.epsilon_alpha2_beta1()),
+}
+PAPER_METHODS = ("gradient", "deconvnet", "guided_backprop", "deep_taylor", "lrp")
+DATASETS = ("digits", "cifar10")
+WIDTHS = {"paper": dict(features=(32, 64, 128), dense=512), "small": dict(features=(8, 16, 32), dense=64)}
+
+#: The defaults of ``jaxattr study``: the paper's protocol (10 folds, 41 models per fold).
+DEFAULTS = dict(dataset="digits", folds=10, decays=PAPER_DECAYS, groups=GROUPS, methods=PAPER_METHODS,
+                epochs=100, patience=10, batch_size=64, learning_rate=1e-3, width="paper",
+                val_fraction=0.1, eval_size=None, region=1, steps=10, perturbation="uniform",
+                score="probability", seed=0)
+#: ``--quick``: a few minutes on a 2-core CPU.
+QUICK = dict(folds=2, decays=(0.0, 1e-2), groups=("D", "A"), methods=("gradient", "lrp"), epochs=12,
+             patience=4, width="small", eval_size=64)
+
+
+def study_config(**options: Any) -> StudyConfig:
+    """A :class:`StudyConfig` from keyword options (missing ones from :data:`DEFAULTS`).
+
+    Raises ``ValueError`` naming the option for an unknown dataset, method, group or width.
+    """
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown study options {unknown}; known: {sorted(DEFAULTS)}")
+    o = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None or k == "eval_size"}}
+    if o["dataset"] not in DATASETS:
+        raise ValueError(f"unknown dataset {o['dataset']!r}: choose from {list(DATASETS)}")
+    bad = [m for m in o["methods"] if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown methods {bad}: choose from {list(METHODS)}")
+    bad = [g for g in o["groups"] if g not in GROUPS]
+    if bad:
+        raise ValueError(f"unknown groups {bad}: choose from {list(GROUPS)}")
+    if o["width"] not in WIDTHS:
+        raise ValueError(f"unknown width {o['width']!r}: choose from {list(WIDTHS)}")
+    if o["folds"] < 2:
+        raise ValueError(f"folds must be >= 2 (cross-validation), got {o['folds']}")
+    training = {k: o[k] for k in ("epochs", "patience", "batch_size", "learning_rate", "width",
+                                  "val_fraction")}
+    perturbation = {k: o[k] for k in ("eval_size", "region", "steps", "perturbation", "score")}
+    perturbation["fractions"] = list(DROP_FRACTIONS)
+    return StudyConfig(dataset=o["dataset"], folds=int(o["folds"]), decays=tuple(o["decays"]),
+                       groups=tuple(o["groups"]), methods=tuple(o["methods"]), training=training,
+                       perturbation=perturbation, seed=int(o["seed"]))
+
+
+@dataclasses.dataclass
+class StudyResult:
+    """Where a study's results are, and what this run did."""
+
+    out: Path
+    results_csv: Path
+    report: Path
+    units_evaluated: int
+    units_skipped: int
+    models_trained: int
+    seconds: float
+
+    def summary(self) -> str:
+        return (f"study done in {self.seconds:.0f} s: {self.units_evaluated} units evaluated, "
+                f"{self.units_skipped} already done, {self.models_trained} models trained; results in "
+                f"{self.results_csv}, report in {self.report}")
+
+
+def _model(config: StudyConfig, n_classes: int) -> PaperCNN:
+    return PaperCNN(num_classes=n_classes, **WIDTHS[config.training["width"]])
+
+
+def _grid_config(unit: Unit) -> Config:
+    return Config(unit.decay, "A" if unit.group == BASELINE_GROUP else unit.group)
+
+
+def _unit_key(config: StudyConfig, unit: Unit) -> jax.Array:
+    """A key per unit, from the seed and the unit's place in the study (same seed → same key)."""
+    return jax.random.fold_in(jax.random.key(config.seed), config.units().index(unit))
+
+
+def _train_fold(store: ResultsStore, model, units: Sequence[Unit], data, fold: int,
+                progress: bool) -> int:
+    """Train the fold's whole grid if any of its units lacks a checkpoint; save the missing ones."""
+    missing = [u for u in units if not checkpoint_exists(store.checkpoint_dir(u))]
+    if not missing:
+        return 0
+    t = store.config.training
+    x_train, y_train, x_val, y_val = data
+    stacked, history = train_grid(
+        model, [_grid_config(u) for u in units], x_train, y_train, x_val, y_val,
+        epochs=t["epochs"], batch_size=t["batch_size"], learning_rate=t["learning_rate"],
+        patience=t["patience"], seed=store.config.seed * 1000 + fold, progress=progress)
+    for i, unit in enumerate(units):
+        if unit in missing:
+            pick = lambda a: np.asarray(a)[i]
+            save_checkpoint(store.checkpoint_dir(unit), jax.tree_util.tree_map(pick, stacked),
+                            type(history)(*map(pick, history)))
+    return len(missing)
+
+
+def _evaluate_unit(store: ResultsStore, model, unit: Unit, methods: Sequence[str], x_test, y_test,
+                   progress: bool) -> None:
+    params, _ = load_checkpoint(store.checkpoint_dir(unit))
+    variables = {"params": jax.tree_util.tree_map(jnp.asarray, params)}
+    apply_fn = model.apply
+    p = store.config.perturbation
+    x = jnp.asarray(x_test)
+    logits = jax.jit(apply_fn)(variables, x)
+    accuracy = float((jnp.argmax(logits, -1) == jnp.asarray(y_test)).mean())
+    target = jnp.asarray(y_test, jnp.int32)  # explain the true class, as the paper's confidence
+    explanations = {m: explain(apply_fn, METHODS[m]) for m in methods if m != RANDOM_METHOD}
+    key = _unit_key(store.config, unit)
+    options = dict(region=p["region"], perturbation=p["perturbation"], score=p["score"], key=key)
+    table = evaluate(apply_fn, variables, x, target, explanations, steps=p["steps"],
+                     fractions=tuple(p["fractions"]), random_baseline=RANDOM_METHOD in methods,
+                     progress=False, **options)
+    rows = table.drop(columns=["index", "target"]).groupby("method", sort=False).mean().reset_index()
+    rows["accuracy"] = accuracy
+    curves = {}
+    for name in methods:
+        relevance = jnp.zeros_like(x) if name == RANDOM_METHOD else explanations[name](variables, x, target)
+        order = "random" if name == RANDOM_METHOD else "morf"
+        curve = perturbation_curve(apply_fn, variables, x, target, relevance, steps=p["steps"],
+                                   order=order, **options)
+        curves[name] = np.asarray(curve).mean(0)
+    store.write_arrays("curves", unit, curves)
+    if unit.fold == 0:
+        n = min(8, x.shape[0])
+        maps = {m: np.asarray(explanations[m](variables, x[:n], target[:n])) for m in explanations}
+        store.write_arrays("saliency", unit, {"images": np.asarray(x[:n]), **maps})
+    store.write_unit(unit, rows)
+
+
+def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, progress: bool = True,
+              data: Optional[tuple] = None) -> StudyResult:
+    """Run (or resume) the study ``config`` in folder ``out``; write results.csv and report.md.
+
+    ``data``: ``(x, y)`` instead of loading ``config.dataset`` (tests, custom data).
+    """
+    start = time.perf_counter()
+    store = ResultsStore(out, config, overwrite=overwrite)
+    config = store.config
+    x, y = data if data is not None else load_dataset(config.dataset)
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.int32)
+    folds = stratified_folds(y, config.folds, val_fraction=config.training["val_fraction"], seed=config.seed)
+    model = _model(config, int(y.max()) + 1)
+    pending = store.pending()
+    by_fold = defaultdict(list)
+    for unit, missing in pending:
+        by_fold[unit.fold].append((unit, missing))
+    trained = evaluated = 0
+    eval_size = config.perturbation.get("eval_size")
+    bar = tqdm(total=len(pending), desc="study units", unit="unit", disable=not progress)
+    for fold in sorted(by_fold):
+        x_tr, y_tr, x_val, y_val, x_te, y_te = split_fold(x, y, folds[fold])
+        if eval_size:
+            x_te, y_te = x_te[:eval_size], y_te[:eval_size]
+        fold_units = [u for u in config.units() if u.fold == fold]
+        trained += _train_fold(store, model, fold_units, (x_tr, y_tr, x_val, y_val), fold, progress)
+        for unit, missing in by_fold[fold]:
+            bar.set_postfix_str(unit.key)
+            _evaluate_unit(store, model, unit, missing, x_te, y_te, progress)
+            evaluated += 1
+            bar.update()
+    bar.close()
+    results_csv = store.write_results_csv()
+    report = make_report(store)
+    return StudyResult(Path(out), results_csv, report, evaluated, len(config.units()) - len(pending),
+                       trained, time.perf_counter() - start)
+
+
+def make_report(store: ResultsStore) -> Path:
+    """(Re)write report.md and figures/ of a study folder from what is stored."""
+    config = store.config
+    results = store.read_results()
+    curves = store.mean_curves(decay=min(config.decays), group=None) if len(results) else None
+    saliency = {}
+    for unit in config.units():
+        arrays = store.read_arrays("saliency", unit)
+        if unit.fold == 0 and arrays and unit.group in (BASELINE_GROUP, "A"):
+            images = arrays.pop("images")
+            saliency[unit.decay] = (images, arrays)
+    return write_report(results, store.root, dataset=config.dataset, curves=curves or None,
+                        saliency=saliency or None, perturbation=dict(config.perturbation))
+

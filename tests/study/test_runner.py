@@ -1,0 +1,108 @@
+"""The study end to end on a slice of digits: files, resume, interruption, bad input."""
+
+import filecmp
+
+import numpy as np
+import pytest
+
+from jaxattr.data import load_digits
+from jaxattr.study import runner
+from jaxattr.study.store import ConfigMismatchError
+
+TINY = dict(folds=2, decays=(0.0, 1e-2), groups=("A",), methods=("gradient",), epochs=2,
+            patience=2, width="small", eval_size=12, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = load_digits()
+    return x[:300], y[:300]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data):
+    out = tmp_path_factory.mktemp("study")
+    result = runner.run_study(runner.study_config(**TINY), out, progress=False, data=data)
+    return out, result
+
+
+def test_study_writes_every_file(finished):
+    out, result = finished
+    assert result.units_evaluated == 4 and result.models_trained == 4
+    for name in ("config.json", "results.csv", "report.md", "friedman.csv"):
+        assert (out / name).exists(), name
+    import pandas as pd
+
+    results = pd.read_csv(out / "results.csv")
+    assert set(results["method"]) == {"gradient", "random"}
+    assert len(results) == 2 * 2 * 2  # folds x units per fold x methods
+    assert results[["accuracy", "aopc", "drop_5", "drop_75"]].notna().all().all()
+    assert len(list((out / "figures").glob("*.png"))) >= 3
+    assert "Table II" in (out / "report.md").read_text()
+    assert "finished" not in result.summary() and str(out) in result.summary()
+
+
+def test_rerun_is_a_no_op(finished, data):
+    out, _ = finished
+    before = (out / "results.csv").read_bytes()
+    again = runner.run_study(runner.study_config(**TINY), out, progress=False, data=data)
+    assert again.units_evaluated == 0 and again.models_trained == 0 and again.units_skipped == 4
+    assert (out / "results.csv").read_bytes() == before
+
+
+def test_interrupted_run_resumes_to_identical_results(finished, data, tmp_path, monkeypatch):
+    out_full, _ = finished
+    calls = {"n": 0}
+    real = runner._evaluate_unit
+
+    def dies_after_one(*args, **kwargs):
+        if calls["n"] == 1:
+            raise KeyboardInterrupt("simulated kill")
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_evaluate_unit", dies_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_study(runner.study_config(**TINY), tmp_path, progress=False, data=data)
+    monkeypatch.setattr(runner, "_evaluate_unit", real)
+    resumed = runner.run_study(runner.study_config(**TINY), tmp_path, progress=False, data=data)
+    # fold 0's checkpoints were kept: only fold 1 (never reached) is trained
+    assert resumed.units_skipped == 1 and resumed.models_trained == 2
+    assert filecmp.cmp(tmp_path / "results.csv", out_full / "results.csv", shallow=False)
+
+
+def test_adding_a_method_evaluates_only_it(finished, data):
+    out, _ = finished
+    more = dict(TINY, methods=("gradient", "lrp"))
+    result = runner.run_study(runner.study_config(**more), out, progress=False, data=data)
+    assert result.models_trained == 0 and result.units_evaluated == 4
+    import pandas as pd
+
+    assert "lrp" in set(pd.read_csv(out / "results.csv")["method"])
+
+
+def test_other_configuration_is_refused(finished, data):
+    out, _ = finished
+    with pytest.raises(ConfigMismatchError, match="epochs"):
+        runner.run_study(runner.study_config(**dict(TINY, epochs=3)), out, progress=False, data=data)
+
+
+@pytest.mark.parametrize("option, match", [
+    (dict(methods=("gradient", "magic")), "unknown methods"),
+    (dict(groups=("B7",)), "unknown groups"),
+    (dict(dataset="mnist"), "unknown dataset"),
+    (dict(width="huge"), "unknown width"),
+    (dict(folds=1), "folds"),
+    (dict(colour="red"), "unknown study options"),
+])
+def test_bad_options(option, match):
+    with pytest.raises(ValueError, match=match):
+        runner.study_config(**option)
+
+
+def test_every_named_method_is_a_method():
+    import jaxattr as ja
+
+    assert set(runner.PAPER_METHODS) <= set(runner.METHODS)
+    assert all(isinstance(m, ja.Method) for m in runner.METHODS.values())
+    assert np.all([hash(m) == hash(m) for m in runner.METHODS.values()])
