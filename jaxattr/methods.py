@@ -23,6 +23,7 @@ from .engine.rewrite import environment, run
 from .engine.segment import segment
 from .engine.trace import trace
 from .rules.activation import Rescale
+from .rules.deeplift import MAXPOOL_MODES, DeepLIFTMax
 from .rules.base import Rule
 from .rules.lrp import AlphaBeta, ZBox
 
@@ -235,25 +236,136 @@ class DeepTaylor(Method):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class DeepLIFT(Method):
-    """DeepLIFT (Shrikumar et al. 2017): contributions ``(x − x₀) ⊙ m`` with multipliers ``m``
-    propagated by the chain rule, Rescale on every elementwise non-linearity and the ordinary
-    multipliers ``W`` of linear layers; ``Σ contributions = f_t(x) − f_t(x₀)``.
-    ``reference``: scalar, array like x, or callable ``x -> x₀``."""
+    """DeepLIFT (Shrikumar et al. 2016/2017): contributions ``C = (x − x₀) ⊙ m`` whose sum is the
+    target logit's difference from the reference, ``Σ C = f_t(x) − f_t(x₀)`` (summation to delta).
+
+    The multipliers ``m`` follow the chain rule (paper eq. 4) with
+
+    * linear layers (dense, conv, bias, batch norm, sums, average pools): ``m = W``, their gradient;
+    * every elementwise non-linearity (ReLU, PReLU, sigmoid, tanh, softplus, GELU, … — the engine's
+      activation regions, multi-op ones like PReLU included): Rescale,
+      ``m = (f(z) − f(z₀)) / (z − z₀)``, the gradient where ``|z − z₀| < 1e-7``
+      (:class:`~jaxattr.rules.Rescale`);
+    * max pools and ``max``/``min`` of tensors (:class:`~jaxattr.rules.DeepLIFTMax`): ``maxpool=
+      "interpolate"`` (default) mixes the routings at x and x₀ so that the pool sums to delta
+      exactly, per example and for overlapping windows; ``"gradient"`` keeps the routing at x
+      (kundajelab/deeplift's default, not summation-exact).
+
+    The reference is evaluated alongside x, so every rule sees its inputs' reference values.
+    Explain logits, not probabilities (paper §2.4–2.5; the library's default): to make
+    contributions to a softmax meaningful, mean-normalise the last layer first
+    (:func:`jaxattr.weight_norm.normalize_softmax_weights`); for one-hot inputs use
+    :func:`jaxattr.weight_norm.normalize_one_hot_weights` (paper eq. 22) with the zero reference.
+
+    Args:
+        reference: the reference input x₀: a scalar, an array broadcastable to x's shape (one
+            example's shape, x's shape, a per-channel vector, …), or a callable ``x -> x₀``.
+            With ``average_references=True``: a stack ``(K, …)`` of K references, each
+            broadcastable to x's shape (or a callable returning one).
+        rule: ``"rescale"``. ``"reveal_cancel"`` (paper 2017 §3.5.3) needs separate Δ⁺/Δ⁻ streams
+            the engine does not carry yet and raises ``ValueError``.
+        maxpool: ``"interpolate"`` or ``"gradient"`` (see above).
+        average_references: average the contributions over the K stacked references (as
+            DeepSHAP/DeepLiftShap do); then ``Σ C = f_t(x) − mean_k f_t(x₀ᵏ)``. The target is
+            fixed from x's own logits when not given.
+
+    Raises:
+        ValueError: unknown ``rule``/``maxpool``; a reference that does not broadcast to x's shape,
+            or (when concrete) contains NaN/Inf.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxattr as ja
+        >>> f = lambda p, x: jnp.maximum(x @ p, 0.0)
+        >>> x = jnp.array([[1.0, -2.0]])
+        >>> C = ja.attribute(f, jnp.eye(2), x, target=jnp.array([0]), method=ja.DeepLIFT(-1.0))
+        >>> C.tolist()  # relu(1) - relu(-1) = 1, all of it from x[0]
+        [[1.0, 0.0]]
+    """
 
     reference: Any = 0.0
     rule: str = "rescale"
+    maxpool: str = "interpolate"
+    average_references: bool = False
 
     def __post_init__(self):
-        if self.rule not in ("rescale",):
-            raise ValueError(f"DeepLIFT rule must be 'rescale', got {self.rule!r}")
+        if self.rule == "reveal_cancel":
+            raise ValueError(
+                "DeepLIFT rule='reveal_cancel' is not implemented: RevealCancel (Shrikumar et al. "
+                "2017, §3.5.3) needs the positive and negative parts Δ⁺, Δ⁻ of every "
+                "non-linearity's input, carried forward through the linear layers, and two "
+                "multipliers flowing back into each linear layer; the engine carries one value and "
+                "one cotangent per variable. Use rule='rescale'.")
+        if self.rule != "rescale":
+            raise ValueError(f"DeepLIFT rule must be 'rescale' (or 'reveal_cancel', not yet "
+                             f"implemented), got {self.rule!r}")
+        if self.maxpool not in MAXPOOL_MODES:
+            raise ValueError(f"DeepLIFT maxpool must be one of {MAXPOOL_MODES}, got {self.maxpool!r}")
+        ref = self.reference
+        if callable(ref):
+            return
+        if isinstance(ref, (list, tuple)):
+            ref = np.asarray(ref)
+            object.__setattr__(self, "reference", ref)  # hashable (by identity), like an array
+        if isinstance(ref, jax.core.Tracer):
+            return
+        try:
+            arr = np.asarray(ref)
+        except Exception:
+            arr = None
+        if arr is None or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise ValueError(f"DeepLIFT reference must be a number, an array or a callable x -> x₀, "
+                             f"got {type(ref).__name__}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("DeepLIFT reference contains NaN or Inf values; pass a finite reference")
+        if self.average_references and arr.ndim == 0:
+            raise ValueError("DeepLIFT(average_references=True) needs a stack of references with a "
+                             "leading axis (K, ...), got a scalar")
 
     def composite(self):
-        return Composite((("activation", Rescale()),))
+        return Composite((("activation", Rescale()), ("maxpool", DeepLIFTMax(self.maxpool))))
+
+    def references(self, x) -> Array:
+        """The reference(s) for ``x``: x's shape, or ``(K,) + x.shape`` with ``average_references``.
+
+        Raises ``ValueError`` if the reference does not broadcast to x's shape or is not finite
+        (checked when the reference is concrete: an array or scalar always, a callable's result
+        only outside ``jit``)."""
+        ref = self.reference(x) if callable(self.reference) else self.reference
+        if not isinstance(ref, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(ref))):
+            raise ValueError("DeepLIFT reference contains NaN or Inf values; pass a finite reference")
+        ref = jnp.asarray(ref, dtype=x.dtype)
+        shape = x.shape
+        if self.average_references:
+            if ref.ndim == 0 or ref.ndim > x.ndim + 1:
+                raise ValueError(f"DeepLIFT(average_references=True) needs references of shape (K, "
+                                 f"...) with each broadcastable to x's shape {x.shape}, got shape "
+                                 f"{ref.shape}")
+            rest = ref.shape[1:]
+            ref = ref.reshape(ref.shape[:1] + (1,) * (x.ndim - len(rest)) + rest)
+            shape = ref.shape[:1] + x.shape
+        try:
+            ref = jnp.broadcast_to(ref, shape)
+        except ValueError:
+            hint = (" (a stack of references? pass average_references=True)"
+                    if ref.ndim == x.ndim + 1 and not self.average_references else "")
+            raise ValueError(f"DeepLIFT reference of shape {ref.shape} does not broadcast to x's "
+                             f"shape {x.shape}{hint}; pass a scalar, an array like x (or one "
+                             "example's shape), or a callable x -> reference") from None
+        return ref
 
     def compute(self, apply_fn, params, x, target, key):
-        x0 = _as_reference(self.reference, x)
-        m = backward(apply_fn, params, x, target, self.composite(), "one", reference=x0)[0]
-        return (x - x0) * m
+        refs = self.references(x)
+        comp = self.composite()
+        if not self.average_references:
+            m = backward(apply_fn, params, x, target, comp, "one", reference=refs)[0]
+            return (x - refs) * m
+        if target is None:
+            target = jnp.argmax(apply_fn(params, x), axis=-1)
+
+        def one(ref):
+            return (x - ref) * backward(apply_fn, params, x, target, comp, "one", reference=ref)[0]
+
+        return jax.lax.map(one, refs).mean(0)
 
 
 __all__ = ["Method", "Gradient", "GradientXInput", "IntegratedGradients", "SmoothGrad", "DeconvNet",

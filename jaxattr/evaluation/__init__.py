@@ -1,0 +1,38 @@
+"""Explanation quality: perturbation curves, AOPC, confidence drop (Samek et al. 2017;
+Amorim et al. 2020).
+
+The evaluation takes any relevance array and any pure ``apply_fn(params, x) -> logits``; it
+does not import the attribution engine.
+"""
+from jaxattr.evaluation.aopc import (
+    DEFAULT_FRACTIONS,
+    SCORES,
+    aopc,
+    confidence_drop,
+    perturbation_curve,
+    perturbed_inputs,
+    scores_at_counts,
+)
+from jaxattr.evaluation.evaluate import drop_column, evaluate
+from jaxattr.evaluation.perturbation import PERTURBATIONS, Blur, Mean, Uniform, Zeros
+from jaxattr.evaluation.regions import ORDERS, n_regions, step_counts
+
+__all__ = [
+    "DEFAULT_FRACTIONS",
+    "ORDERS",
+    "PERTURBATIONS",
+    "SCORES",
+    "Blur",
+    "Mean",
+    "Uniform",
+    "Zeros",
+    "aopc",
+    "confidence_drop",
+    "drop_column",
+    "evaluate",
+    "n_regions",
+    "perturbation_curve",
+    "perturbed_inputs",
+    "scores_at_counts",
+    "step_counts",
+]

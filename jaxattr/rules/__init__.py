@@ -3,6 +3,7 @@
 from .activation import Deconv as Deconv
 from .activation import Guided as Guided
 from .activation import Rescale as Rescale
+from .deeplift import DeepLIFTMax as DeepLIFTMax
 from .base import Gradient as Gradient
 from .base import Group as Group
 from .base import LayerRule as LayerRule
@@ -20,3 +21,4 @@ from .lrp import ZPlus as ZPlus
 
 __all__ = ["Rule", "LayerRule", "Term", "Group", "Gradient", "Pass", "Norm", "Epsilon", "ZPlus",
            "AlphaBeta", "Gamma", "Flat", "WSquare", "ZBox", "Guided", "Deconv", "Rescale"]
+__all__ += ["DeepLIFTMax"]

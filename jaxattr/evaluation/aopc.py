@@ -1,0 +1,525 @@
+"""Perturbation curves, AOPC and confidence drop.
+
+The region-perturbation protocol of Samek et al. (2017), "Evaluating the visualization of
+what a deep neural network has learned", IEEE TNNLS 28(11), arXiv:1509.06321: regions are
+removed in the order given by a relevance map and the classifier's score for the target
+class is recorded after each step,
+
+.. math::
+
+    x^{(0)} = x, \\qquad x^{(k)} = x \\text{ with the top } c_k \\text{ regions perturbed},
+    \\qquad c_k = \\min(k \\lceil n / L \\rceil, n), \\quad k = 0..L,
+
+    \\mathrm{AOPC} = \\frac{1}{L+1} \\sum_{k=0}^{L} \\big(f(x^{(0)}) - f(x^{(k)})\\big),
+
+    \\mathrm{Drop}(p) = f(x^{(0)}) - f(x^{(c)}), \\quad c = \\lceil p \\cdot n \\rceil
+    \\text{ for a fraction } p .
+
+Each step starts from the original image (not from the previous step), with the same
+replacement values per pixel at every step. A high MoRF AOPC means the relevance found what
+the model uses; the random order is the baseline.
+
+The paper reproduced here (Amorim et al., "Interpretability vs. Complexity: the friction in
+deep neural networks", IJCNN 2020) replaces the most relevant *pixels* by a random RGB value
+drawn uniformly, uses the classifier's confidence (softmax probability) for the class,
+reports drops at 5, 10, 20, 30, 40, 50 and 75 % of the pixels and computes AOPC with
+"perturbation steps corresponding to 10 %". This project reads that as ``region=1``,
+``steps=10`` (ten steps of 10 % of the pixels each), ``perturbation="uniform"``,
+``score="probability"`` — see :func:`jaxattr.evaluation.evaluate`, whose defaults are these.
+
+Implementation: per image, one rank map (``regions.pixel_ranks``) and one replacement
+(``perturbation``) are computed; the input of step k is ``where(rank < c_k, replacement,
+x)``, built for all images × steps by broadcasting and pushed through ``apply_fn`` as one
+batch of ``batch·(L+1)`` images — one XLA program per shape. ``chunk_size`` splits that batch
+into blocks of at most ``chunk_size`` model evaluations (steps first, then images), run by
+one compiled block function in a Python loop with a tqdm bar, so peak memory is one block's
+whatever ``L``. ``shard=True`` splits the batch over the local devices
+(``NamedSharding(mesh, PartitionSpec("batch"))``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
+
+from jaxattr.evaluation import regions
+from jaxattr.evaluation.perturbation import (
+    PerturbationFn,
+    image_keys,
+    perturb,
+    random_order_key,
+    resolve_key,
+    resolve_perturbation,
+)
+
+ApplyFn = Callable[[Any, jax.Array], jax.Array]
+SCORES = ("probability", "logit", "accuracy")
+DEFAULT_FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@jax.jit
+def _count_nonfinite(array: jax.Array) -> jax.Array:
+    return array.size - jnp.count_nonzero(jnp.isfinite(array))
+
+
+def _concrete(value: jax.Array) -> int | None:
+    """``int(value)``, or None inside a caller's ``jit`` where values are unknown (shapes
+    are still checked there; value checks are skipped)."""
+    try:
+        return int(value)
+    except jax.errors.ConcretizationTypeError:
+        return None
+
+
+def _check_finite(name: str, array: jax.Array) -> None:
+    bad = _concrete(_count_nonfinite(array))
+    if bad:
+        raise ValueError(f"{name} contains {bad} non-finite values (NaN or Inf); all values must be finite.")
+
+
+def _check_images(x: Any, relevance: Any) -> tuple[jax.Array, jax.Array]:
+    x, relevance = jnp.asarray(x), jnp.asarray(relevance)
+    if x.ndim != 4:
+        raise ValueError(f"x must be a 4-D NHWC array (batch, height, width, channels); got shape {x.shape}.")
+    if x.shape[0] == 0:
+        raise ValueError(f"x must hold at least one image; got batch size 0 (shape {x.shape}).")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"x must have a floating dtype; got {x.dtype}.")
+    if relevance.shape != x.shape:
+        raise ValueError(f"relevance must have x's shape {x.shape}; got {relevance.shape}.")
+    if not (jnp.issubdtype(relevance.dtype, jnp.floating) or jnp.issubdtype(relevance.dtype, jnp.integer)):
+        raise TypeError(f"relevance must be a real array; got dtype {relevance.dtype}.")
+    _check_finite("x", x)
+    _check_finite("relevance", relevance)
+    return x, relevance
+
+
+def _check_model(apply_fn: ApplyFn, params: Any, x: jax.Array) -> int:
+    """Trace (not run) ``apply_fn`` once; return the number of classes."""
+    if not callable(apply_fn):
+        raise TypeError(f"apply_fn must be a callable (params, x) -> logits; got {type(apply_fn).__name__}.")
+    out = jax.eval_shape(apply_fn, params, jax.ShapeDtypeStruct(x.shape, x.dtype))
+    shape = getattr(out, "shape", None)
+    if shape is None or len(shape) != 2 or shape[0] != x.shape[0]:
+        raise ValueError(
+            f"apply_fn(params, x) must return logits of shape (batch, n_classes) with batch={x.shape[0]}; "
+            f"got {shape if shape is not None else type(out).__name__}."
+        )
+    return int(shape[1])
+
+
+def _check_target(target: Any, batch: int, n_classes: int) -> jax.Array | None:
+    if target is None:
+        return None
+    target = jnp.asarray(target)
+    if not jnp.issubdtype(target.dtype, jnp.integer):
+        raise TypeError(f"target must be None or an integer array of shape (batch,); got dtype {target.dtype}.")
+    if target.shape != (batch,):
+        raise ValueError(f"target must be None or an integer array of shape (batch,) = ({batch},); got {target.shape}.")
+    low, high = _concrete(target.min()), _concrete(target.max())
+    if low is not None and high is not None:
+        if low < 0 or high >= n_classes:
+            raise ValueError(
+                f"target values must lie in [0, n_classes) = [0, {n_classes}); got min {low}, max {high}."
+            )
+    return target.astype(jnp.int32)
+
+
+def _check_score(score: str) -> str:
+    if not isinstance(score, str) or score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}; got {score!r}.")
+    return score
+
+
+def _check_chunk_size(chunk_size: Any) -> int | None:
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be None or a positive int (model evaluations per chunk); got {chunk_size!r}.")
+    return int(chunk_size)
+
+
+def _check_devices(shard: bool, devices: Sequence[jax.Device] | None) -> list[jax.Device] | None:
+    if devices is not None:
+        devices = list(devices)
+        if not devices:
+            raise ValueError("devices must name at least one device; got an empty sequence.")
+        return devices
+    return list(jax.local_devices()) if shard else None
+
+
+# --------------------------------------------------------------------------- compiled parts
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ranking:
+    """Static settings of the preparation step (hashable, a ``jit`` static argument)."""
+
+    region: int
+    order: str
+    perturbation: PerturbationFn
+
+
+def _prepare_impl(x, relevance, keys, ranking: _Ranking):
+    """Per image: rank map ``(H, W)`` and replacement ``(H, W, C)``."""
+
+    def one(image, rel, key):
+        order_key = random_order_key(key) if ranking.order == "random" else key  # ranked orders ignore it
+        ranks = regions.pixel_ranks(rel, ranking.region, ranking.order, order_key)
+        replacement = jnp.asarray(ranking.perturbation(key, image), image.dtype)
+        if replacement.shape != image.shape:
+            raise ValueError(
+                f"a perturbation callable must return the image's shape {image.shape}; got {replacement.shape}."
+            )
+        return ranks, replacement
+
+    return jax.vmap(one)(x, relevance, keys)
+
+
+def _logits_impl(apply_fn, params, x, replacement, ranks, counts):
+    """``(b, k, n_classes)`` logits of every image × count, as one model batch of b·k."""
+    inputs = jax.vmap(perturb, in_axes=(0, 0, 0, None))(x, replacement, ranks, counts)
+    b, k = inputs.shape[:2]
+    logits = apply_fn(params, inputs.reshape((b * k,) + x.shape[1:]))
+    return logits.reshape(b, k, -1)
+
+
+def _score_impl(logits, target, score: str):
+    """Scores ``(b, k)`` at the target class; target None -> argmax of the unperturbed logits
+    (count 0 is always column 0)."""
+    if target is None:
+        target = jnp.argmax(logits[:, 0], axis=-1).astype(jnp.int32)
+    at_target = lambda a: jnp.take_along_axis(a, target[:, None, None], axis=-1)[..., 0]
+    logits = logits.astype(jnp.float32)
+    if score == "probability":
+        values = at_target(jax.nn.softmax(logits, axis=-1))
+    elif score == "logit":
+        values = at_target(logits)
+    else:
+        values = (jnp.argmax(logits, axis=-1) == target[:, None]).astype(jnp.float32)
+    return values, target
+
+
+def _inputs_impl(x, relevance, keys, counts, ranking: _Ranking):
+    ranks, replacement = _prepare_impl(x, relevance, keys, ranking)
+    return jax.vmap(perturb, in_axes=(0, 0, 0, None))(x, replacement, ranks, counts)
+
+
+_prepare = jax.jit(_prepare_impl, static_argnames="ranking")
+_inputs = jax.jit(_inputs_impl, static_argnames="ranking")
+_logits = jax.jit(_logits_impl, static_argnames="apply_fn")
+_score = jax.jit(_score_impl, static_argnames="score")
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "ranking", "score"))
+def _program(apply_fn, params, x, relevance, keys, counts, target, ranking, score):
+    """The whole evaluation as one XLA program (the unchunked path)."""
+    ranks, replacement = _prepare_impl(x, relevance, keys, ranking)
+    return _score_impl(_logits_impl(apply_fn, params, x, replacement, ranks, counts), target, score)
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def _block_sizes(batch: int, n_counts: int, chunk_size: int | None, n_devices: int) -> tuple[int, int, int]:
+    """``(padded batch, images per block, counts per block)``.
+
+    The batch is padded only to a multiple of the device count. A block holds at most
+    ``chunk_size`` model evaluations (at least one image per device): the whole batch × a
+    slice of the counts, or (``chunk_size`` < batch) a slice of the images × one count. The
+    last block of each axis may be smaller (one more compiled shape, no wasted forwards).
+    """
+    padded = -(-batch // n_devices) * n_devices
+    if chunk_size is None or chunk_size >= padded * n_counts:
+        return padded, padded, n_counts
+    if chunk_size >= padded:
+        return padded, padded, chunk_size // padded
+    return padded, min(padded, max(n_devices, chunk_size // n_devices * n_devices)), 1
+
+
+def _pad(array: jax.Array | None, size: int) -> jax.Array | None:
+    """Pad the batch axis to ``size`` by repeating the last item (results are trimmed)."""
+    if array is None or array.shape[0] == size:
+        return array
+    return jnp.concatenate([array, jnp.repeat(array[-1:], size - array.shape[0], axis=0)])
+
+
+def _images_and_regions(x: Any, relevance: Any, region: Any) -> tuple[jax.Array, jax.Array, int, int]:
+    """Validate the images, relevance and region side; return them with ``n_regions``."""
+    x, relevance = _check_images(x, relevance)
+    height, width = x.shape[1:3]
+    region = regions.check_region(region, height, width)
+    return x, relevance, region, regions.n_regions(height, width, region)
+
+
+def _run(
+    apply_fn, params, x, target, relevance, counts, *, region, order="morf", perturbation="uniform",
+    score="probability", key=None, chunk_size=None, low=0.0, high=1.0, blur_sigma=1.0, shard=False,
+    devices=None, progress=True,
+) -> tuple[jax.Array, jax.Array]:
+    """Scores ``(batch, len(counts))`` and the target used; x, relevance, region, counts are
+    already validated."""
+    ranking = _Ranking(
+        region, regions.check_order(order), resolve_perturbation(perturbation, low=low, high=high, blur_sigma=blur_sigma)
+    )
+    score = _check_score(score)
+    chunk_size = _check_chunk_size(chunk_size)
+    devices = _check_devices(shard, devices)
+    batch = x.shape[0]
+    target = _check_target(target, batch, _check_model(apply_fn, params, x))
+    keys = image_keys(resolve_key(key), batch)
+
+    padded, per_block, per_count_block = _block_sizes(batch, len(counts), chunk_size, len(devices) if devices else 1)
+    x, relevance, keys, target = (_pad(a, padded) for a in (x, relevance, keys, target))
+    if devices:
+        mesh = Mesh(np.asarray(devices), ("batch",))
+        put_batch = functools.partial(jax.device_put, device=NamedSharding(mesh, PartitionSpec("batch")))
+        params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+    else:
+        put_batch = lambda a: a
+
+    if per_block == padded and per_count_block == len(counts):
+        args = (put_batch(x), put_batch(relevance), put_batch(keys), jnp.asarray(counts, jnp.int32))
+        scores, target = _program(apply_fn, params, *args, None if target is None else put_batch(target), ranking, score)
+        return scores[:batch], target[:batch]
+
+    counts = jnp.asarray(counts, jnp.int32)
+    count_starts = range(0, len(counts), per_count_block)
+    image_starts = range(0, padded, per_block)
+    blocks = []
+    with tqdm(total=len(image_starts) * len(count_starts), desc="perturbation", unit="chunk", disable=not progress) as bar:
+        for start in image_starts:
+            xs, rs, ks = (put_batch(a[start : start + per_block]) for a in (x, relevance, keys))
+            ranks, replacement = _prepare(xs, rs, ks, ranking)
+            row = []
+            for j in count_starts:
+                row.append(_logits(apply_fn, params, xs, replacement, ranks, counts[j : j + per_count_block]))
+                if not isinstance(row[-1], jax.core.Tracer):  # under a caller's jit there is nothing to wait for
+                    row[-1].block_until_ready()  # keeps the bar honest; the next block is dispatched right after
+                bar.update()
+            blocks.append(jnp.concatenate(row, axis=1))
+    logits = jnp.concatenate(blocks, axis=0)[:batch]
+    return _score(logits, None if target is None else target[:batch], score)
+
+
+def scores_at_counts(
+    apply_fn: ApplyFn,
+    params: Any,
+    x: jax.Array,
+    target: jax.Array | None,
+    relevance: jax.Array,
+    counts: Sequence[int] | np.ndarray,
+    *,
+    region: int = 4,
+    **options: Any,
+) -> tuple[jax.Array, jax.Array]:
+    """Scores after perturbing the top ``counts[j]`` regions, for any list of counts.
+
+    The engine behind :func:`perturbation_curve` and :func:`confidence_drop`; ``options``
+    are their keyword arguments (``order``, ``perturbation``, ``score``, ``key``,
+    ``chunk_size``, ``low``, ``high``, ``blur_sigma``, ``shard``, ``devices``,
+    ``progress``). ``counts`` must start with 0 (the unperturbed image) and lie in
+    ``[0, n_regions]``.
+
+    Returns:
+      ``(scores, target)``: scores ``(batch, len(counts))`` and the target used (the argmax
+      of the unperturbed logits where ``target`` is None).
+    """
+    x, relevance, region, n = _images_and_regions(x, relevance, region)
+    counts = np.asarray(counts)
+    if (
+        counts.ndim != 1 or counts.size == 0 or not np.issubdtype(counts.dtype, np.integer)
+        or counts[0] != 0 or counts.min() < 0 or counts.max() > n
+    ):
+        raise ValueError(
+            f"counts must be a 1-D integer sequence starting with 0, within [0, n_regions] = [0, {n}]; got {counts}."
+        )
+    return _run(apply_fn, params, x, target, relevance, counts.astype(np.int32), region=region, **options)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def perturbation_curve(
+    apply_fn: ApplyFn,
+    params: Any,
+    x: jax.Array,
+    target: jax.Array | None,
+    relevance: jax.Array,
+    *,
+    region: int = 4,
+    steps: int = 16,
+    order: str = "morf",
+    perturbation: str | PerturbationFn = "uniform",
+    score: str = "probability",
+    key: jax.Array | None = None,
+    chunk_size: int | None = None,
+    low: float = 0.0,
+    high: float = 1.0,
+    blur_sigma: float = 1.0,
+    shard: bool = False,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = True,
+) -> jax.Array:
+    """Region-perturbation curve ``f(x^{(k)})``, ``k = 0..L`` (Samek et al. 2017).
+
+    Args:
+      apply_fn: pure ``(params, x) -> logits`` with logits ``(batch, n_classes)``
+        (e.g. a Flax ``model.apply``). A static ``jit`` argument: pass the same object on
+        every call to reuse the compiled program.
+      params: ``apply_fn``'s parameters (any pytree).
+      x: images ``(batch, height, width, channels)`` (NHWC), floating, finite.
+      target: int array ``(batch,)`` of classes, or None for the argmax of the unperturbed
+        logits.
+      relevance: array of ``x``'s shape (any attribution). Summed over channels, then over
+        ``region``×``region`` regions (edge regions are smaller when the size is not a
+        multiple of ``region``).
+      region: side ``r`` of the square regions, ``1 ≤ r ≤ min(height, width)``;
+        ``n = ⌈H/r⌉·⌈W/r⌉`` regions.
+      steps: ``L``, ``1 ≤ L ≤ n``; step k perturbs the top ``c_k = min(k·⌈n/L⌉, n)`` regions
+        (cumulatively: each step starts from ``x`` with the top ``c_k`` set perturbed).
+      order: ``"morf"`` (most relevant first), ``"lerf"`` (least relevant first) or
+        ``"random"`` (the random baseline; uses ``key``). Ties: stable sort on the
+        row-major region index.
+      perturbation: ``"uniform"`` (``U(low, high)`` per pixel and channel, the paper's random
+        RGB value), ``"zeros"``, ``"mean"`` (the image's scalar mean), ``"blur"``
+        (Gaussian, ``blur_sigma``) or a callable ``(key, image) -> replacement`` called per
+        image. All channels of a perturbed pixel are replaced.
+      score: ``"probability"`` (softmax at the target; the paper's confidence), ``"logit"``
+        or ``"accuracy"`` (1.0 where ``argmax == target``).
+      key: PRNG key for the uniform noise and the random order; ``None`` means
+        ``jax.random.key(0)``. Image i uses ``jax.random.split(key, batch)[i]``, so the result
+        is deterministic given ``key`` and the batch, independent of chunking and sharding.
+        The same key gives every method the same noise (common random numbers).
+      chunk_size: at most this many model evaluations at once (None: all ``batch·(L+1)`` in
+        one program; with sharding at least one image per device). Chunked and unchunked
+        runs compute the same thing; they agree bitwise wherever the model's own float
+        results do not depend on its batch size (XLA's CPU kernels may round differently
+        by batch size, ~1 ulp).
+      low, high: data range for ``"uniform"``.
+      blur_sigma: Gaussian sigma in pixels for ``"blur"``.
+      shard: split the batch over all local devices (``devices`` picks them and implies it).
+      progress: show a tqdm bar when the work is split into chunks.
+
+    Returns:
+      ``(batch, L + 1)`` float32 scores; column 0 is the unperturbed image.
+
+    Example (a linear model, relevance = each input's exact contribution to logit 0):
+      >>> import jax.numpy as jnp
+      >>> apply_fn = lambda w, x: x.reshape(len(x), -1) @ w
+      >>> w = jnp.ones((8 * 8 * 3, 2)).at[:, 1].set(-1.0)
+      >>> x = jnp.full((1, 8, 8, 3), 0.5)
+      >>> relevance = x * w[:, 0].reshape(8, 8, 3)
+      >>> curve = perturbation_curve(apply_fn, w, x, None, relevance, region=2, steps=4,
+      ...                            perturbation="zeros", score="logit")
+      >>> curve.tolist()  # 16 regions of 2×2×3 inputs worth 0.5 each; 4 regions per step
+      [[96.0, 72.0, 48.0, 24.0, 0.0]]
+      >>> aopc(curve).tolist()
+      [48.0]
+    """
+    x, relevance, region, n = _images_and_regions(x, relevance, region)
+    counts = regions.step_counts(n, regions.check_steps(steps, n, region, *x.shape[1:3]))
+    scores, _ = _run(
+        apply_fn, params, x, target, relevance, counts, region=region, order=order, perturbation=perturbation,
+        score=score, key=key, chunk_size=chunk_size, low=low, high=high, blur_sigma=blur_sigma, shard=shard,
+        devices=devices, progress=progress,
+    )
+    return scores
+
+
+def aopc(curve: jax.Array) -> jax.Array:
+    """Area over the perturbation curve, per image (Samek et al. 2017, eq. 12).
+
+    .. math:: \\mathrm{AOPC} = \\frac{1}{L+1} \\sum_{k=0}^{L} \\big(f(x^{(0)}) - f(x^{(k)})\\big)
+
+    (the k = 0 term is 0; Amorim et al. eq. 4 writes the sum from k = 1 with the same
+    ``1/(L+1)``). Average the result over images for the paper's ⟨·⟩.
+
+    Args:
+      curve: ``(batch, L + 1)`` from :func:`perturbation_curve`.
+
+    Returns:
+      ``(batch,)``.
+    """
+    curve = jnp.asarray(curve)
+    if curve.ndim != 2 or curve.shape[1] < 1:
+        raise ValueError(f"curve must have shape (batch, steps + 1) with steps + 1 ≥ 1; got {curve.shape}.")
+    return jnp.mean(curve[:, :1] - curve, axis=1)
+
+
+def confidence_drop(
+    apply_fn: ApplyFn,
+    params: Any,
+    x: jax.Array,
+    target: jax.Array | None,
+    relevance: jax.Array,
+    *,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    region: int = 1,
+    order: str = "morf",
+    perturbation: str | PerturbationFn = "uniform",
+    score: str = "probability",
+    key: jax.Array | None = None,
+    chunk_size: int | None = None,
+    low: float = 0.0,
+    high: float = 1.0,
+    blur_sigma: float = 1.0,
+    shard: bool = False,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = True,
+) -> jax.Array:
+    """Confidence drop ``f(x) − f(x^{(c)})`` after perturbing a fraction of the regions
+    (Amorim et al. 2020, eq. 3), ``c = ⌈fraction · n⌉`` regions in ``order`` (MoRF by
+    default; ``"random"`` gives the baseline).
+
+    The defaults are the paper's: single pixels (``region=1``) replaced by uniform random
+    values, fractions 5, 10, 20, 30, 40, 50 and 75 %. The other arguments are those of
+    :func:`perturbation_curve`; ``fractions`` must lie in ``[0, 1]``.
+
+    Returns:
+      an array ``(batch, len(fractions))``, column j for ``fractions[j]`` (an array rather
+      than a dict so it stays a jax value; :func:`jaxattr.evaluation.evaluate` names the
+      columns ``drop_5``, ``drop_10``, ...).
+    """
+    x, relevance, region, n = _images_and_regions(x, relevance, region)
+    counts = np.concatenate([[0], regions.fraction_counts(n, regions.check_fractions(fractions))])
+    scores, _ = _run(
+        apply_fn, params, x, target, relevance, counts, region=region, order=order, perturbation=perturbation,
+        score=score, key=key, chunk_size=chunk_size, low=low, high=high, blur_sigma=blur_sigma, shard=shard,
+        devices=devices, progress=progress,
+    )
+    return scores[:, :1] - scores[:, 1:]
+
+
+def perturbed_inputs(
+    x: jax.Array,
+    relevance: jax.Array,
+    *,
+    region: int = 4,
+    steps: int = 16,
+    order: str = "morf",
+    perturbation: str | PerturbationFn = "uniform",
+    key: jax.Array | None = None,
+    low: float = 0.0,
+    high: float = 1.0,
+    blur_sigma: float = 1.0,
+) -> jax.Array:
+    """The images :func:`perturbation_curve` feeds to the model, ``(batch, L + 1, H, W, C)``
+    (same arguments, same key derivation). Meant for figures and checks; it materialises
+    all ``batch·(L+1)`` images."""
+    x, relevance, region, n = _images_and_regions(x, relevance, region)
+    counts = jnp.asarray(regions.step_counts(n, regions.check_steps(steps, n, region, *x.shape[1:3])))
+    ranking = _Ranking(
+        region, regions.check_order(order), resolve_perturbation(perturbation, low=low, high=high, blur_sigma=blur_sigma)
+    )
+    return _inputs(x, relevance, image_keys(resolve_key(key), x.shape[0]), counts, ranking)

@@ -1,0 +1,164 @@
+"""Evaluate several attribution methods at once: AOPC and confidence drops in a tidy table.
+
+The defaults are the Amorim et al. (2020) protocol as this project reads it: single pixels
+(``region=1``), ``steps=10`` AOPC steps of 10 % of the pixels each, uniform random values in
+the data range, softmax confidence, drops at 5–75 % of the pixels, plus the random-order
+baseline as method ``"random"`` (same key, so it sees the same replacement values).
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from jaxattr.evaluation import regions
+from jaxattr.evaluation.aopc import (
+    DEFAULT_FRACTIONS,
+    ApplyFn,
+    _check_chunk_size,
+    _check_images,
+    _check_model,
+    _check_score,
+    _check_target,
+    _run,
+    aopc,
+)
+from jaxattr.evaluation.perturbation import PerturbationFn, resolve_perturbation
+
+RelevanceFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
+RANDOM = "random"
+
+
+def drop_column(fraction: float) -> str:
+    """Column name of a confidence-drop fraction: 0.05 -> ``"drop_5"``, 0.075 -> ``"drop_7.5"``."""
+    return f"drop_{100 * fraction:g}"
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(apply_fn: ApplyFn, params: Any, x: jax.Array) -> jax.Array:
+    return jnp.argmax(apply_fn(params, x), axis=-1).astype(jnp.int32)
+
+
+def evaluate(
+    apply_fn: ApplyFn,
+    params: Any,
+    x: jax.Array,
+    target: jax.Array | None,
+    explanations: Mapping[str, jax.Array | RelevanceFn],
+    *,
+    region: int = 1,
+    steps: int = 10,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    perturbation: str | PerturbationFn = "uniform",
+    score: str = "probability",
+    key: jax.Array | None = None,
+    chunk_size: int | None = None,
+    low: float = 0.0,
+    high: float = 1.0,
+    blur_sigma: float = 1.0,
+    random_baseline: bool = True,
+    index: Sequence[Any] | np.ndarray | None = None,
+    return_curves: bool = False,
+    shard: bool = False,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """AOPC and confidence drops for every method, one row per image × method.
+
+    For each method the AOPC curve (``steps`` steps) and the drops (``fractions``) come from
+    one perturbation pass: the union of their region counts is evaluated once (see
+    :func:`jaxattr.evaluation.aopc.scores_at_counts`), MoRF order.
+
+    Args:
+      apply_fn, params, x: as in :func:`jaxattr.evaluation.perturbation_curve`.
+      target: int array ``(batch,)`` or None (= argmax of ``apply_fn(params, x)``, computed
+        once and used for every method and for the relevance callables).
+      explanations: ``{name: relevance}`` where relevance is an array of ``x``'s shape or a
+        callable ``(params, x, target) -> relevance`` (e.g. ``jaxattr.explain(apply_fn,
+        method)``).
+      region, steps, perturbation, score, key, chunk_size, low, high, blur_sigma, shard,
+        devices, progress: as in :func:`jaxattr.evaluation.perturbation_curve`
+        (defaults: the paper's protocol, ``region=1``, ``steps=10``).
+      fractions: confidence-drop fractions (as in
+        :func:`jaxattr.evaluation.confidence_drop`).
+      random_baseline: add method ``"random"`` (random order, the same key).
+      index: labels for the images (default ``0..batch-1``), e.g. dataset indices.
+      return_curves: also return the perturbation curves (no extra model evaluations).
+
+    Returns:
+      DataFrame with columns ``method, index, target, aopc, drop_5, drop_10, drop_20,
+      drop_30, drop_40, drop_50, drop_75`` (one ``drop_*`` per fraction); with
+      ``return_curves``, ``(table, {method: curve (batch, steps + 1)})``.
+
+    Example (``ja.explain(model.apply, ja.Gradient())`` is a typical relevance callable):
+      >>> import jax.numpy as jnp
+      >>> apply_fn = lambda w, x: x.reshape(len(x), -1) @ w
+      >>> w = jnp.ones((4 * 4, 2)).at[:, 1].set(-1.0)
+      >>> x = jnp.linspace(0, 1, 2 * 16).reshape(2, 4, 4, 1)
+      >>> gradient_x_input = lambda w, x, target: x * w[:, 0].reshape(1, 4, 4, 1)
+      >>> df = evaluate(apply_fn, w, x, None, {"gxi": gradient_x_input, "negated": -x},
+      ...               perturbation="zeros", progress=False)
+      >>> df.groupby("method")["aopc"].mean().round(3).to_dict()
+      {'gxi': 0.204, 'negated': 0.145, 'random': 0.158}
+    """
+    if not isinstance(explanations, Mapping):
+        raise TypeError(f"explanations must be a mapping {{name: relevance or callable}}; got {type(explanations).__name__}.")
+    if random_baseline and RANDOM in explanations:
+        raise ValueError(f"explanations must not use the name {RANDOM!r} when random_baseline=True; rename it.")
+    if not explanations and not random_baseline:
+        raise ValueError("explanations is empty and random_baseline=False: nothing to evaluate.")
+    x, _ = _check_images(x, x)
+    batch, height, width, _ = x.shape
+    region = regions.check_region(region, height, width)
+    n = regions.n_regions(height, width, region)
+    curve_counts = regions.step_counts(n, regions.check_steps(steps, n, region, height, width))
+    fractions = regions.check_fractions(fractions)
+    drop_counts = regions.fraction_counts(n, fractions)
+    counts, where = np.unique(np.concatenate([curve_counts, drop_counts]), return_inverse=True)
+    curve_at, drop_at = where[: curve_counts.size], where[curve_counts.size :]
+    if index is None:
+        index = np.arange(batch)
+    elif len(index) != batch:
+        raise ValueError(f"index must have one label per image ({batch}); got {len(index)}.")
+
+    # fail before computing any relevance (the runs below check these again, cheaply)
+    resolve_perturbation(perturbation, low=low, high=high, blur_sigma=blur_sigma)
+    _check_score(score)
+    _check_chunk_size(chunk_size)
+    target = _check_target(target, batch, _check_model(apply_fn, params, x))
+    if target is None:
+        target = _predict(apply_fn, params, x)
+    options = dict(
+        region=region, perturbation=perturbation, score=score, key=key, chunk_size=chunk_size, low=low, high=high,
+        blur_sigma=blur_sigma, shard=shard, devices=devices, progress=progress,
+    )
+    runs = [(name, value, "morf") for name, value in explanations.items()]
+    if random_baseline:
+        runs.append((RANDOM, jnp.zeros_like(x), "random"))
+
+    frames, curves = [], {}
+    for name, value, order in tqdm(runs, desc="evaluate", unit="method", disable=not progress or len(runs) == 1):
+        try:
+            _, relevance = _check_images(x, value(params, x, target) if callable(value) else value)
+        except (ValueError, TypeError) as error:
+            raise type(error)(f"explanations[{name!r}]: {error}") from error
+        scores, _ = _run(apply_fn, params, x, target, relevance, counts, order=order, **options)
+        scores = np.asarray(scores)
+        curves[name] = scores[:, curve_at]
+        table = {
+            "method": name,
+            "index": index,
+            "target": np.asarray(target),
+            "aopc": np.asarray(aopc(curves[name])),
+        }
+        for fraction, column in zip(fractions, drop_at):
+            table[drop_column(fraction)] = scores[:, 0] - scores[:, column]
+        frames.append(pd.DataFrame(table))
+    table = pd.concat(frames, ignore_index=True)
+    return (table, curves) if return_curves else table

@@ -1,0 +1,170 @@
+"""Perturbations: what a removed region is replaced with, and how the step inputs are built.
+
+A perturbation is any callable ``(key, image) -> replacement`` that maps **one image**
+``(height, width, channels)`` and a PRNG key to an array of the same shape; it is called
+once per image (under ``jax.vmap``) and the *same* replacement is used at every step, so a
+pixel perturbed at step k holds the same value at steps k+1..L and the curve is consistent.
+The presets are frozen dataclasses (hashable, hence usable as static ``jit`` arguments):
+
+==============  =====================================================================
+name            replacement
+==============  =====================================================================
+``"zeros"``     0
+``"mean"``      the image's scalar mean over all pixels and channels
+``"uniform"``   i.i.d. ``U(low, high)`` per pixel **and** channel — the Amorim et al.
+                "random RGB value"; ``[low, high]`` is the data range (default [0, 1])
+``"blur"``      a Gaussian-blurred copy (per channel, ``sigma`` in pixels,
+                ``scipy.ndimage.gaussian_filter`` semantics: truncate 4σ, reflect edges)
+==============  =====================================================================
+
+A perturbed pixel is replaced in **all** channels (iNNvestigate ≤ 2.0.1 and Quantus
+perturbed only the first channel of a region — DESIGN.md §8).
+A user callable is called per image with that image's key; pass the same function object
+on every call or ``jit`` recompiles (it is a static argument).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PerturbationFn = Callable[[jax.Array, jax.Array], jax.Array]
+PERTURBATIONS = ("zeros", "mean", "uniform", "blur")
+
+
+@dataclasses.dataclass(frozen=True)
+class Zeros:
+    """Replace perturbed pixels by 0."""
+
+    def __call__(self, key: jax.Array, image: jax.Array) -> jax.Array:
+        del key
+        return jnp.zeros_like(image)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mean:
+    """Replace perturbed pixels by the image's scalar mean over all pixels and channels."""
+
+    def __call__(self, key: jax.Array, image: jax.Array) -> jax.Array:
+        del key
+        return jnp.full_like(image, jnp.mean(image))
+
+
+@dataclasses.dataclass(frozen=True)
+class Uniform:
+    """Replace each perturbed pixel and channel by an independent draw from ``U(low, high)``."""
+
+    low: float = 0.0
+    high: float = 1.0
+
+    def __post_init__(self):
+        if not float(self.low) < float(self.high):
+            raise ValueError(
+                f"low must be < high for the uniform perturbation; got low={self.low!r}, high={self.high!r}."
+            )
+
+    def __call__(self, key: jax.Array, image: jax.Array) -> jax.Array:
+        return jax.random.uniform(key, image.shape, image.dtype, self.low, self.high)
+
+
+@dataclasses.dataclass(frozen=True)
+class Blur:
+    """Replace perturbed pixels by a Gaussian-blurred copy of the image (each channel alone).
+
+    Matches ``scipy.ndimage.gaussian_filter(image, (sigma, sigma, 0), truncate=truncate)``
+    (mode ``"reflect"``): the kernel radius is ``int(truncate·sigma + 0.5)``.
+    """
+
+    sigma: float = 1.0
+    truncate: float = 4.0
+
+    def __post_init__(self):
+        if not float(self.sigma) > 0:
+            raise ValueError(f"blur sigma must be > 0; got {self.sigma!r}.")
+
+    def __call__(self, key: jax.Array, image: jax.Array) -> jax.Array:
+        del key
+        radius = int(self.truncate * self.sigma + 0.5)
+        taps = np.arange(-radius, radius + 1)
+        weights = np.exp(-0.5 * (taps / self.sigma) ** 2)
+        weights = weights / weights.sum()
+        blurred = image.astype(jnp.float32)
+        for axis in (0, 1):
+            blurred = _correlate(blurred, weights, axis)
+        return blurred.astype(image.dtype)
+
+
+def _correlate(image: jax.Array, weights: np.ndarray, axis: int) -> jax.Array:
+    """1-D correlation along ``axis`` with symmetric ("reflect" in scipy) boundaries."""
+    radius = (len(weights) - 1) // 2
+    pad = [(0, 0)] * image.ndim
+    pad[axis] = (radius, radius)
+    padded = jnp.pad(image, pad, mode="symmetric")
+    size = image.shape[axis]
+    return sum(
+        float(w) * jax.lax.slice_in_dim(padded, j, j + size, axis=axis) for j, w in enumerate(weights)
+    )
+
+
+def resolve_perturbation(
+    perturbation: str | PerturbationFn, *, low: float = 0.0, high: float = 1.0, blur_sigma: float = 1.0
+) -> PerturbationFn:
+    """Turn a perturbation name (see :data:`PERTURBATIONS`) or callable into a callable."""
+    if callable(perturbation):
+        return perturbation
+    if perturbation == "zeros":
+        return Zeros()
+    if perturbation == "mean":
+        return Mean()
+    if perturbation == "uniform":
+        return Uniform(float(low), float(high))
+    if perturbation == "blur":
+        return Blur(float(blur_sigma))
+    raise ValueError(
+        f"perturbation must be one of {PERTURBATIONS} or a callable (key, image) -> replacement; "
+        f"got {perturbation!r}."
+    )
+
+
+def resolve_key(key: jax.Array | None) -> jax.Array:
+    """``None`` -> ``jax.random.key(0)``; a raw ``uint32[2]`` key is wrapped into a typed key."""
+    if key is None:
+        return jax.random.key(0)
+    if not isinstance(key, jax.Array):
+        raise TypeError(f"key must be a jax PRNG key (jax.random.key(seed)) or None; got {type(key).__name__}.")
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"key must be a single PRNG key (shape ()); got shape {key.shape}.")
+        return key
+    if key.shape != (2,) or key.dtype != jnp.uint32:
+        raise TypeError(
+            f"key must be a jax PRNG key (jax.random.key(seed)) or None; got an array of "
+            f"shape {key.shape} and dtype {key.dtype}."
+        )
+    return jax.random.wrap_key_data(key)
+
+
+def image_keys(key: jax.Array, batch: int) -> jax.Array:
+    """One key per image, ``(batch,)``. Image i's noise and random order depend only on
+    ``key``, ``i`` and ``batch`` — never on chunking or sharding."""
+    return jax.random.split(key, batch)
+
+
+def random_order_key(image_key: jax.Array) -> jax.Array:
+    """Key of an image's random order, ``fold_in(image_key, 1)``. The image key itself
+    drives the replacement noise, so MoRF, LeRF and the random baseline of one image see the
+    same replacement values (and ranked orders need no key derivation at all)."""
+    return jax.random.fold_in(image_key, 1)
+
+
+def perturb(image: jax.Array, replacement: jax.Array, ranks: jax.Array, counts: jax.Array) -> jax.Array:
+    """Inputs for every count at once: ``(K, H, W, C)`` from one image.
+
+    Row k is ``image`` with the pixels whose region rank is ``< counts[k]`` taken from
+    ``replacement`` in all channels (``counts[k] = 0`` returns ``image`` exactly).
+    """
+    mask = ranks[None, :, :, None] < counts[:, None, None, None]
+    return jnp.where(mask, replacement[None], image[None])

@@ -1,0 +1,85 @@
+"""Save and restore trained parameters with orbax-checkpoint.
+
+A checkpoint is a directory holding ``{"params": ..., "history": ...}`` as numpy
+arrays (device placement and sharding are dropped on purpose, so a grid trained on
+several devices restores anywhere). orbax writes into a temporary directory and
+renames it when complete, so an interrupted save leaves no half checkpoint; the
+study uses this to skip units already trained.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxattr.training.history import TrainHistory
+
+__all__ = ["checkpoint_exists", "load_checkpoint", "save_checkpoint"]
+
+PyTree = Any
+
+
+def _path(directory: str | os.PathLike) -> Path:
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(
+            f"directory must be a str or path, got {type(directory).__name__}"
+        )
+    return Path(directory).expanduser().absolute()
+
+
+def checkpoint_exists(directory: str | os.PathLike) -> bool:
+    """Whether a complete checkpoint is stored at ``directory``."""
+    path = _path(directory)
+    return path.is_dir() and (path / "_CHECKPOINT_METADATA").exists()
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    params: PyTree,
+    history: TrainHistory | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``params`` (and the run's ``history``) to ``directory``.
+
+    Args:
+      directory: target directory; it must not exist unless ``overwrite``.
+      params: parameter tree (single or stacked over configurations).
+      history: optional :class:`~jaxattr.training.history.TrainHistory`.
+      overwrite: replace an existing checkpoint.
+
+    Returns:
+      The absolute path written.
+    """
+    path = _path(directory)
+    tree = {"params": jax.tree.map(np.asarray, jax.device_get(params))}
+    if history is not None:
+        tree["history"] = {k: np.asarray(v) for k, v in history._asdict().items()}
+    ocp.PyTreeCheckpointer().save(path, tree, force=overwrite)
+    return path
+
+
+def load_checkpoint(
+    directory: str | os.PathLike,
+) -> tuple[PyTree, TrainHistory | None]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Returns:
+      ``(params, history)`` as numpy arrays; ``history`` is ``None`` when none was
+      saved.
+
+    Raises:
+      FileNotFoundError: no complete checkpoint at ``directory``.
+    """
+    path = _path(directory)
+    if not checkpoint_exists(path):
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
+    tree = ocp.PyTreeCheckpointer().restore(path)
+    history = tree.get("history")
+    if history is not None:
+        history = TrainHistory(**{k: np.asarray(history[k]) for k in TrainHistory._fields})
+    return tree["params"], history

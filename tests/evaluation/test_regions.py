@@ -1,0 +1,62 @@
+"""Region pooling, ranking and step counts."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxattr.evaluation import regions
+
+
+@pytest.mark.parametrize("shape, region", [((8, 8, 3), 4), ((9, 7, 3), 4), ((5, 11, 2), 3), ((4, 4, 1), 1)])
+def test_region_scores_sum_channels_and_pixels_with_smaller_edge_regions(shape, region):
+    rel = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    got = np.asarray(regions.region_scores(jnp.asarray(rel), region))
+    rows, cols = regions.grid_shape(shape[0], shape[1], region)
+    want = np.array(
+        [[rel[a * region:(a + 1) * region, b * region:(b + 1) * region].sum() for b in range(cols)] for a in range(rows)]
+    )
+    assert got.shape == (rows, cols) == (-(-shape[0] // region), -(-shape[1] // region))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_ties_are_broken_by_the_flattened_region_index():
+    scores = jnp.array([[1.0, 3.0, 3.0], [0.0, 3.0, 1.0]])
+    key = jax.random.key(0)
+    morf = np.asarray(regions.region_ranks(scores, "morf", key))
+    lerf = np.asarray(regions.region_ranks(scores, "lerf", key))
+    # morf order: indices 1, 2, 4 (the three 3s in index order), then 0, 5 (the 1s), then 3
+    np.testing.assert_array_equal(morf.ravel(), [3, 0, 1, 5, 2, 4])
+    # lerf order: 3, then 0, 5, then 1, 2, 4
+    np.testing.assert_array_equal(lerf.ravel(), [1, 3, 4, 0, 5, 2])
+
+
+def test_random_ranks_are_a_permutation_that_depends_on_the_key():
+    scores = jnp.zeros((4, 4))
+    a = np.asarray(regions.region_ranks(scores, "random", jax.random.key(1)))
+    b = np.asarray(regions.region_ranks(scores, "random", jax.random.key(2)))
+    assert sorted(a.ravel()) == list(range(16))
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(a, regions.region_ranks(scores, "random", jax.random.key(1)))
+
+
+def test_pixel_ranks_carry_the_region_rank_and_crop_edges():
+    rel = jnp.zeros((5, 5, 1)).at[4, 4, 0].set(10.0)  # the 1×1 corner region of a 3×3 grid is the most relevant
+    ranks = np.asarray(regions.pixel_ranks(rel, 2, "morf", jax.random.key(0)))
+    assert ranks.shape == (5, 5)
+    assert ranks[4, 4] == 0
+    # the remaining (tied) regions follow in index order: region (0, 0) -> rank 1
+    np.testing.assert_array_equal(ranks[:2, :2], np.ones((2, 2)))
+    np.testing.assert_array_equal(ranks[4, :2], [7, 7])
+
+
+@pytest.mark.parametrize(
+    "n, steps, want",
+    [(1024, 10, [0, 103, 206, 309, 412, 515, 618, 721, 824, 927, 1024]), (16, 4, [0, 4, 8, 12, 16]), (5, 2, [0, 3, 5]), (3, 3, [0, 1, 2, 3])],
+)
+def test_step_counts(n, steps, want):
+    np.testing.assert_array_equal(regions.step_counts(n, steps), want)
+
+
+def test_fraction_counts_round_up_without_float_noise():
+    np.testing.assert_array_equal(regions.fraction_counts(1000, [0.1, 0.3, 0.75]), [100, 300, 750])
+    np.testing.assert_array_equal(regions.fraction_counts(1024, [0.05, 0.1, 1.0, 0.0]), [52, 103, 1024, 0])

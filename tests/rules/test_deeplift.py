@@ -1,0 +1,404 @@
+"""DeepLIFT (Rescale + max-pool rule) against an independent float64 numpy oracle.
+
+The oracle below shares no code with ``jaxattr``: it runs each network forward at x and at the
+reference, then propagates multipliers backward layer by layer from the paper's formulas
+(Shrikumar et al. 2016: affine ``m = W`` eq. 6–9, Rescale ``m = Δy/Δx`` eq. 15 with the gradient
+where ``Δx ≈ 0``) and, for max pools, loops over windows with explicit argmaxes: the routing at x
+and at x₀ mixed by ``λ = (Δy − Δx_{j*}) / (Δx_{i*} − Δx_{j*})`` (see ``jaxattr.rules.deeplift``).
+Networks are 1-D (NWC) so overlapping windows (width 3, stride 2) are easy to write by hand.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxattr as ja
+from jaxattr.evaluation.checks import summation_to_delta
+
+# ---------------------------------------------------------------------------------------------
+# networks: a spec (tuple of layers) + numpy float64 params
+# ---------------------------------------------------------------------------------------------
+# ("dense", out) | ("conv", out, width) VALID stride 1 | ("act", name) | ("pool", width, stride)
+# | ("flatten",)
+
+ACTS = {
+    "relu": (lambda z, a: np.maximum(z, 0.0), lambda z, a: (z > 0).astype(float)),
+    "prelu": (lambda z, a: np.where(z >= 0, z, a * z), lambda z, a: np.where(z >= 0, 1.0, a)),
+    "tanh": (lambda z, a: np.tanh(z), lambda z, a: 1 - np.tanh(z) ** 2),
+    "sigmoid": (lambda z, a: 1 / (1 + np.exp(-z)), lambda z, a: np.exp(-z) / (1 + np.exp(-z)) ** 2),
+    "softplus": (lambda z, a: np.log1p(np.exp(z)), lambda z, a: 1 / (1 + np.exp(-z))),
+}
+JAX_ACTS = {
+    "relu": lambda z, a: jax.nn.relu(z),
+    "prelu": lambda z, a: jnp.where(z >= 0, z, a * z),
+    "tanh": lambda z, a: jnp.tanh(z),
+    "sigmoid": lambda z, a: jax.nn.sigmoid(z),
+    "softplus": lambda z, a: jax.nn.softplus(z),
+}
+
+MLP_A = (("dense", 6), ("act", "relu"), ("dense", 5), ("act", "tanh"), ("dense", 4),
+         ("act", "sigmoid"), ("dense", 3))
+MLP_B = (("dense", 6), ("act", "prelu"), ("dense", 5), ("act", "softplus"), ("dense", 3))
+# overlapping max pool (3, 2) on conv outputs, then PReLU; a second conv, tanh, dense
+CONV_OVERLAP = (("conv", 3, 3), ("pool", 3, 2), ("act", "prelu"), ("conv", 4, 2), ("act", "tanh"),
+                ("flatten",), ("dense", 3))
+# ReLU before non-overlapping pools: windows tie at 0 (summation must hold whatever the tie rule)
+CONV_RELU_POOL = (("conv", 4, 3), ("act", "relu"), ("pool", 2, 2), ("conv", 3, 2), ("act", "relu"),
+                  ("pool", 3, 2), ("flatten",), ("dense", 3))
+NETS = {"mlp_a": (MLP_A, (5,)), "mlp_b": (MLP_B, (5,)), "conv_overlap": (CONV_OVERLAP, (13, 2)),
+        "conv_relu_pool": (CONV_RELU_POOL, (16, 2))}
+
+
+def init(spec, in_shape, seed):
+    rng = np.random.default_rng(seed)
+    shape, params = tuple(in_shape), []
+    for layer in spec:
+        kind = layer[0]
+        if kind == "dense":
+            params.append({"w": rng.normal(size=(shape[-1], layer[1])) / np.sqrt(shape[-1]) * 1.5,
+                           "b": rng.normal(size=layer[1]) * 0.5})
+            shape = (layer[1],)
+        elif kind == "conv":
+            fan = layer[2] * shape[-1]
+            params.append({"w": rng.normal(size=(layer[2], shape[-1], layer[1])) / np.sqrt(fan) * 1.5,
+                           "b": rng.normal(size=layer[1]) * 0.5})
+            shape = (shape[0] - layer[2] + 1, layer[1])
+        elif kind == "act":
+            params.append({"a": rng.uniform(0.05, 0.4, size=shape[-1])} if layer[1] == "prelu" else {})
+        elif kind == "pool":
+            params.append({})
+            shape = ((shape[0] - layer[1]) // layer[2] + 1, shape[1])
+        elif kind == "flatten":
+            params.append({})
+            shape = (int(np.prod(shape)),)
+    return params
+
+
+# --------------------------------------------------------------------------------------------- oracle
+
+def np_forward(spec, params, x):
+    """Inputs of every layer, then the output."""
+    acts = [x]
+    for layer, p in zip(spec, params):
+        kind = layer[0]
+        if kind == "dense":
+            x = x @ p["w"] + p["b"]
+        elif kind == "conv":
+            width = layer[2]
+            n = x.shape[1] - width + 1
+            x = np.stack([np.einsum("bjc,jco->bo", x[:, t:t + width], p["w"]) for t in range(n)], 1) + p["b"]
+        elif kind == "act":
+            x = ACTS[layer[1]][0](x, p.get("a"))
+        elif kind == "pool":
+            width, stride = layer[1], layer[2]
+            n = (x.shape[1] - width) // stride + 1
+            x = np.stack([x[:, t * stride:t * stride + width].max(1) for t in range(n)], 1)
+        elif kind == "flatten":
+            x = x.reshape(x.shape[0], -1)
+        acts.append(x)
+    return acts
+
+
+def np_deeplift(spec, params, x, x0, target, maxpool="interpolate"):
+    acts, refs = np_forward(spec, params, x), np_forward(spec, params, x0)
+    m = np.zeros_like(acts[-1])
+    m[np.arange(len(target)), target] = 1.0
+    for i in reversed(range(len(spec))):
+        layer, p, a, r = spec[i], params[i], acts[i], refs[i]
+        kind = layer[0]
+        if kind == "dense":
+            m = m @ p["w"].T
+        elif kind == "conv":
+            width = layer[2]
+            out = np.zeros_like(a)
+            for t in range(m.shape[1]):
+                out[:, t:t + width] += np.einsum("bo,jco->bjc", m[:, t], p["w"])
+            m = out
+        elif kind == "act":
+            f, df = ACTS[layer[1]]
+            d = a - r
+            small = np.abs(d) < 1e-7
+            m = m * np.where(small, df(a, p.get("a")),
+                             (f(a, p.get("a")) - f(r, p.get("a"))) / np.where(small, 1.0, d))
+        elif kind == "pool":
+            width, stride = layer[1], layer[2]
+            out = np.zeros_like(a)
+            for b in range(a.shape[0]):
+                for t in range(m.shape[1]):
+                    for c in range(a.shape[2]):
+                        win, win0 = a[b, t * stride:t * stride + width, c], r[b, t * stride:t * stride + width, c]
+                        i_x, i_0 = int(np.argmax(win)), int(np.argmax(win0))
+                        if maxpool == "gradient":
+                            out[b, t * stride + i_x, c] += m[b, t, c]
+                            continue
+                        dy = win[i_x] - win0[i_0]
+                        d_x, d_0 = win[i_x] - win0[i_x], win[i_0] - win0[i_0]
+                        lam = 1.0 if d_x == d_0 else np.clip((dy - d_0) / (d_x - d_0), 0, 1)
+                        out[b, t * stride + i_x, c] += lam * m[b, t, c]
+                        out[b, t * stride + i_0, c] += (1 - lam) * m[b, t, c]
+            m = out
+        elif kind == "flatten":
+            m = m.reshape(a.shape)
+    return (x - x0) * m
+
+
+# --------------------------------------------------------------------------------------------- jax
+
+_APPLY = {}
+
+
+def jax_apply(spec):
+    """One apply function per spec (so ja.explain's cache is reused across tests)."""
+    if spec in _APPLY:
+        return _APPLY[spec]
+
+    def apply(params, x):
+        for layer, p in zip(spec, params):
+            kind = layer[0]
+            if kind == "dense":
+                x = x @ p["w"] + p["b"]
+            elif kind == "conv":
+                x = jax.lax.conv_general_dilated(x, p["w"], (1,), "VALID",
+                                                 dimension_numbers=("NWC", "WIO", "NWC")) + p["b"]
+            elif kind == "act":
+                x = JAX_ACTS[layer[1]](x, p.get("a"))
+            elif kind == "pool":
+                x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, layer[1], 1),
+                                          (1, layer[2], 1), "VALID")
+            elif kind == "flatten":
+                x = x.reshape(x.shape[0], -1)
+        return x
+
+    _APPLY[spec] = apply
+    return apply
+
+
+def setup(name, batch=4, seed=0):
+    spec, in_shape = NETS[name]
+    params = init(spec, in_shape, seed)
+    rng = np.random.default_rng(seed + 100)
+    x = rng.normal(size=(batch,) + in_shape)
+    x0 = rng.normal(size=(batch,) + in_shape) * 0.7
+    return spec, params, x, x0
+
+
+def to_jax(params):
+    return jax.tree_util.tree_map(jnp.asarray, params)
+
+
+# --------------------------------------------------------------------------------------------- tests
+
+def fig1_apply(params, x):
+    h = jax.nn.relu(x[:, 0] + 2.0 * x[:, 1] + 2.0)
+    return (0.1 + 0.2 * h)[:, None]
+
+
+def test_fig1_toy_exact_numbers():
+    """Paper Fig. 1: gradient 0 for both inputs; DeepLIFT −0.4/3 and −0.8/3, summing to −0.4."""
+    x = jnp.array([[-1.0, -1.0]])
+    grad = ja.attribute(fig1_apply, {}, x, method=ja.Gradient())
+    np.testing.assert_array_equal(np.asarray(grad), [[0.0, 0.0]])
+    dl = ja.attribute(fig1_apply, {}, x, method=ja.DeepLIFT(reference=0.0))
+    np.testing.assert_allclose(np.asarray(dl), [[-0.4 / 3, -0.8 / 3]], rtol=1e-6)
+    np.testing.assert_allclose(float(dl.sum()), -0.4, rtol=1e-6)
+    with jax.enable_x64(True):
+        dl64 = ja.attribute(fig1_apply, {}, jnp.array([[-1.0, -1.0]], jnp.float64),
+                            method=ja.DeepLIFT(reference=0.0))
+        np.testing.assert_allclose(np.asarray(dl64), [[-0.4 / 3, -0.8 / 3]], rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["mlp_a", "mlp_b", "conv_overlap"])
+def test_matches_oracle(name):
+    spec, params, x, x0 = setup(name)
+    with jax.enable_x64(True):
+        target = np.asarray(jax_apply(spec)(to_jax(params), jnp.asarray(x))).argmax(-1)
+        got = ja.attribute(jax_apply(spec), to_jax(params), jnp.asarray(x), jnp.asarray(target),
+                           ja.DeepLIFT(reference=np.asarray(x0)))
+        want = np_deeplift(spec, params, x, x0, target)
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-9, atol=1e-10)
+
+
+def test_gradient_maxpool_mode_matches_oracle_and_breaks_summation():
+    """maxpool="gradient" (kundajelab's default) routes through x's winner only; where the
+    winner changes between x₀ and x it does not sum to delta, the default does."""
+    spec, params, x, x0 = setup("conv_overlap", batch=6)
+    f, p = jax_apply(spec), None
+    with jax.enable_x64(True):
+        p, xj = to_jax(params), jnp.asarray(x)
+        target = np.asarray(f(p, xj)).argmax(-1)
+        got = ja.attribute(f, p, xj, jnp.asarray(target), ja.DeepLIFT(np.asarray(x0), maxpool="gradient"))
+        np.testing.assert_allclose(np.asarray(got), np_deeplift(spec, params, x, x0, target, "gradient"),
+                                   rtol=1e-9, atol=1e-10)
+        assert float(summation_to_delta(f, p, xj, got, np.asarray(x0), target).error.max()) > 1e-3
+
+
+@pytest.mark.parametrize("name", list(NETS))
+@pytest.mark.parametrize("ref", ["zero", "random"])
+def test_summation_to_delta(name, ref):
+    spec, params, x, x0 = setup(name, batch=5, seed=3)
+    x0 = np.zeros_like(x) if ref == "zero" else x0
+    f = jax_apply(spec)
+    with jax.enable_x64(True):
+        p, xj = to_jax(params), jnp.asarray(x)
+        for target in range(3):
+            t = jnp.full((len(x),), target)
+            c = ja.attribute(f, p, xj, t, ja.DeepLIFT(reference=np.asarray(x0)))
+            check = summation_to_delta(f, p, xj, c, np.asarray(x0), t)
+            assert float(check.error.max()) < 1e-5, check
+
+
+def test_summation_to_delta_paper_cnn_2d():
+    """The bundled 2-D CNN (ReLU before reshape-and-max pools: ties at 0 in most windows, and at
+    the zero reference every window of the first pool ties)."""
+    from jaxattr.models.paper_cnn import small_paper_cnn
+
+    model = small_paper_cnn()
+    with jax.enable_x64(True):
+        x = jax.random.uniform(jax.random.key(0), (4, 8, 8, 1), jnp.float64)
+        params = model.init(jax.random.key(1), x)
+        params = jax.tree_util.tree_map(lambda v: v + 0.05, params)  # non-zero biases
+        ref = np.array([0.0, 0.0, 0.5, 0.3]).reshape(4, 1, 1, 1) * np.ones((4, 8, 8, 1))
+        c = ja.attribute(model.apply, params, x, method=ja.DeepLIFT(reference=ref))
+        assert float(summation_to_delta(model.apply, params, x, c, ref).error.max()) < 1e-5
+
+
+def test_batch_equals_per_example():
+    """Captum #1276: the max-pool routing of the first example was used for the whole batch."""
+    spec, params, x, _ = setup("conv_overlap", batch=5, seed=7)
+    f, p = jax_apply(spec), to_jax(params)
+    x = x.astype(np.float32)
+    method = ja.DeepLIFT(reference=lambda v: 0.8 * jnp.sin(3.0 * v))  # a different x₀ per example
+    target = jnp.array([0, 1, 2, 1, 0])
+    batch = ja.attribute(f, p, jnp.asarray(x), target, method)
+    for i in range(len(x)):
+        single = ja.attribute(f, p, jnp.asarray(x[i:i + 1]), target[i:i + 1], method)
+        np.testing.assert_allclose(np.asarray(batch[i]), np.asarray(single[0]), rtol=1e-5, atol=1e-6)
+    # and the batch result is the oracle's, example by example
+    want = np_deeplift(spec, params, x.astype(np.float64), 0.8 * np.sin(3.0 * x.astype(np.float64)),
+                       np.asarray(target))
+    np.testing.assert_allclose(np.asarray(batch), want, rtol=1e-4, atol=1e-5)
+
+
+def test_max_of_two_tensors_is_the_paper_maxout_rule():
+    """For a maxout unit ``max(W₁x + b₁, W₂x + b₂)`` the rule equals the paper's eq. 14 (fraction
+    of the straight path on which each piece wins) exactly: compare with integrated gradients,
+    which integrates the same piecewise-constant gradient along that path."""
+
+    def maxout(p, x):
+        return jnp.maximum(x @ p["w1"] + p["b1"], x @ p["w2"] + p["b2"]) @ p["v"]
+
+    rng = np.random.default_rng(5)
+    with jax.enable_x64(True):
+        p = {k: jnp.asarray(rng.normal(size=s)) for k, s in
+             (("w1", (4, 6)), ("b1", (6,)), ("w2", (4, 6)), ("b2", (6,)), ("v", (6, 2)))}
+        x, x0 = jnp.asarray(rng.normal(size=(3, 4))), jnp.asarray(rng.normal(size=(3, 4)))
+        t = jnp.array([0, 1, 0])
+        dl = ja.attribute(maxout, p, x, t, ja.DeepLIFT(reference=x0))
+        ig = ja.attribute(maxout, p, x, t, ja.IntegratedGradients(steps=4096, baseline=x0,
+                                                                  rule="riemann_middle", chunk=512))
+        np.testing.assert_allclose(np.asarray(dl), np.asarray(ig), atol=2e-3)
+        assert float(summation_to_delta(maxout, p, x, dl, x0, t).error.max()) < 1e-10
+
+
+def test_reference_equal_to_x_gives_zero_and_finite():
+    """Δx = 0 everywhere: the gradient fallback keeps multipliers finite; contributions are 0."""
+    spec, params, x, _ = setup("conv_overlap")
+    x = x.astype(np.float32)
+    c = ja.attribute(jax_apply(spec), to_jax(params), jnp.asarray(x), method=ja.DeepLIFT(reference=x))
+    assert np.all(np.isfinite(np.asarray(c)))
+    np.testing.assert_array_equal(np.asarray(c), 0.0)
+
+
+class TestReferences:
+    @pytest.fixture
+    def net(self):
+        spec, params, x, x0 = setup("conv_overlap", batch=3, seed=11)
+        return jax_apply(spec), to_jax(params), jnp.asarray(x, jnp.float32), x0.astype(np.float32)
+
+    def test_shapes_agree(self, net):
+        f, p, x, x0 = net
+        t = jnp.array([0, 1, 2])
+        ex = x0[0]
+        full = ja.attribute(f, p, x, t, ja.DeepLIFT(np.broadcast_to(ex, x.shape).copy()))
+        for ref in (ex, ex[None], lambda v: jnp.broadcast_to(jnp.asarray(ex), v.shape)):
+            np.testing.assert_allclose(np.asarray(ja.attribute(f, p, x, t, ja.DeepLIFT(ref))),
+                                       np.asarray(full), rtol=1e-6, atol=1e-6)
+        # a scalar and a per-channel vector broadcast like numpy
+        chan = np.array([0.3, -0.2], np.float32)
+        a = ja.attribute(f, p, x, t, ja.DeepLIFT(chan))
+        b = ja.attribute(f, p, x, t, ja.DeepLIFT(np.broadcast_to(chan, x.shape).copy()))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+
+    def test_average_references(self, net):
+        f, p, x, x0 = net
+        t = jnp.array([2, 0, 1])
+        refs = np.stack([x0[0], np.zeros_like(x0[0]), x0[1] * 0.5])  # (K, *example)
+        avg = ja.attribute(f, p, x, t, ja.DeepLIFT(refs, average_references=True))
+        singles = [ja.attribute(f, p, x, t, ja.DeepLIFT(r)) for r in refs]
+        np.testing.assert_allclose(np.asarray(avg), np.mean(singles, 0), rtol=1e-5, atol=1e-6)
+        check = summation_to_delta(f, p, x, avg, refs, t, average_references=True)
+        assert float(check.error.max()) < 1e-4
+        # per-example stacks (K, *x.shape) work too
+        per = np.broadcast_to(refs[:, None], (3,) + x.shape).copy()
+        avg2 = ja.attribute(f, p, x, t, ja.DeepLIFT(per, average_references=True))
+        np.testing.assert_allclose(np.asarray(avg2), np.asarray(avg), rtol=1e-5, atol=1e-6)
+
+    def test_target_none_is_argmax_and_fixed_across_references(self, net):
+        f, p, x, x0 = net
+        refs = np.stack([x0[0], x0[1]])
+        t = jnp.argmax(f(p, x), -1)
+        a = ja.attribute(f, p, x, None, ja.DeepLIFT(refs, average_references=True))
+        b = ja.attribute(f, p, x, t, ja.DeepLIFT(refs, average_references=True))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+
+
+class TestErrors:
+    def test_wrong_shape(self):
+        spec, params, x, _ = setup("mlp_a")
+        f, p = jax_apply(spec), to_jax(params)
+        x = jnp.asarray(x, jnp.float32)
+        with pytest.raises(ValueError, match="does not broadcast"):
+            ja.attribute(f, p, x, method=ja.DeepLIFT(reference=np.zeros((3, 5), np.float32)))
+        with pytest.raises(ValueError, match="average_references=True"):
+            ja.attribute(f, p, x, method=ja.DeepLIFT(reference=np.zeros((2,) + x.shape, np.float32)))
+        with pytest.raises(ValueError, match=r"\(K, ...\)"):
+            ja.attribute(f, p, x, method=ja.DeepLIFT(np.zeros((2, 1, 1, 1, 5)), average_references=True))
+
+    @pytest.mark.parametrize("bad", [np.nan, np.inf, np.array([0.0, np.nan]), [1.0, float("nan")]])
+    def test_nan_reference(self, bad):
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            ja.DeepLIFT(reference=bad)
+
+    def test_nan_from_callable_outside_jit(self):
+        m = ja.DeepLIFT(reference=lambda v: v * np.nan)
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            m.references(np.ones((2, 3), np.float32))
+
+    @pytest.mark.parametrize("kwargs, match", [
+        (dict(rule="linear"), "rule must be"),
+        (dict(rule="reveal_cancel"), "not implemented"),
+        (dict(maxpool="mean"), "maxpool must be"),
+        (dict(reference=0.0, average_references=True), "leading axis"),
+        (dict(reference="zeros"), "must be a number"),
+    ])
+    def test_bad_parameters(self, kwargs, match):
+        with pytest.raises(ValueError, match=match):
+            ja.DeepLIFT(**kwargs)
+
+    def test_rule_needs_reference(self):
+        f = lambda p, x: jnp.max(x.reshape(x.shape[0], 2, 2), axis=2)
+        comp = ja.composites.Composite((("maxpool", ja.rules.DeepLIFTMax()),))
+        with pytest.raises(ValueError, match="needs a reference"):
+            ja.attribute(f, {}, jnp.ones((1, 4)), method=ja.LRP(comp))
+
+
+def test_hashable_and_cached():
+    ref = np.zeros(5, np.float32)
+    a, b = ja.DeepLIFT(ref), ja.DeepLIFT(ref)
+    assert a == b and hash(a) == hash(b)
+    assert ja.DeepLIFT(np.zeros(5)) != a  # arrays compare by identity
+    listed = ja.DeepLIFT([0.0, 1.0])
+    assert isinstance(listed.reference, np.ndarray) and isinstance(hash(listed), int)
+    f = jax_apply(MLP_A)
+    assert ja.explain(f, a) is ja.explain(f, b)
