@@ -4,7 +4,8 @@ An AOPC curve with L steps needs batch·(L+1) forward passes; nothing can be fas
 those forwards, so the "floor" is measured in the same run: the jitted forward of the same
 model at the same model batch size the AOPC uses per chunk, scaled to batch·(L+1) images.
 ``floor_ratio`` = AOPC seconds / floor seconds (goal ≤ 1.25), from medians of interleaved
-runs; ``floor_ratio_min`` from the fastest runs (steadier on a busy machine). Compile time
+runs; ``floor_ratio_min`` from the fastest runs and ``floor_ratio_cpu`` from this process's
+CPU seconds (both steadier on a busy, shared machine). Compile time
 (first call minus steady state) is reported apart from the steady-state median.
 
 Prints one JSON object per line (DESIGN.md §7):
@@ -54,21 +55,25 @@ def paper_cnn() -> nn.Module:
     return PaperCNN()
 
 
-def timed(fns: dict, repeats: int) -> tuple[dict, dict, dict]:
+def timed(fns: dict, repeats: int) -> tuple[dict, dict, dict, dict]:
     """First-call seconds, then ``repeats`` rounds calling every function in turn
-    (interleaved, so a busy machine slows all alike): median and min seconds each."""
-    first, samples = {}, {name: [] for name in fns}
+    (interleaved, so a busy machine slows all alike). Returns first-call wall seconds and,
+    per function, the median wall seconds, the min wall seconds and the median CPU seconds
+    of this process (all threads) — the CPU time is what other load on a shared machine
+    disturbs least."""
+    first, wall, cpu = {}, {name: [] for name in fns}, {name: [] for name in fns}
     for name, fn in fns.items():
         start = time.perf_counter()
         jax.block_until_ready(fn())
         first[name] = time.perf_counter() - start
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             jax.block_until_ready(fn())
-            samples[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(v) for name, v in samples.items()}
-    return first, median, {name: min(v) for name, v in samples.items()}
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    median = {name: statistics.median(v) for name, v in wall.items()}
+    return first, median, {name: min(v) for name, v in wall.items()}, {n: statistics.median(v) for n, v in cpu.items()}
 
 
 def main(argv=None) -> None:
@@ -96,7 +101,7 @@ def main(argv=None) -> None:
         model_batch = per_block * per_count_block
         scale = args.batch * (steps + 1) / model_batch  # floor = this many forwards of model_batch
         xs = jnp.asarray(rng.random((model_batch, 32, 32, 3)), jnp.float32)
-        first, median, fastest = timed({
+        first, median, fastest, cpu = timed({
             "forward": lambda: forward(params, xs),
             "aopc": lambda: perturbation_curve(
                 model.apply, params, x, None, relevance, region=args.region, steps=steps,
@@ -113,7 +118,8 @@ def main(argv=None) -> None:
                           "images_per_s": round(args.batch / median["aopc"], 2),
                           "compile_seconds": round(first["aopc"] - median["aopc"], 3),
                           "floor_ratio": round(median["aopc"] / floor, 3),
-                          "floor_ratio_min": round(fastest["aopc"] / floor_min, 3)}), flush=True)
+                          "floor_ratio_min": round(fastest["aopc"] / floor_min, 3),
+                          "floor_ratio_cpu": round(cpu["aopc"] / (cpu["forward"] * scale), 3)}), flush=True)
 
 
 if __name__ == "__main__":

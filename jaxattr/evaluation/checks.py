@@ -84,6 +84,7 @@ def summation_to_delta(apply_fn: Callable, params: Any, x: jax.Array, relevance:
         :class:`SumToDelta` of per-example arrays ``(total, delta, error)``.
     """
     x = jnp.asarray(x)
+    apply_fn = jax.jit(apply_fn)  # one program instead of one dispatch per primitive
     target = _targets(apply_fn, params, x, target)
     ref = reference(x) if callable(reference) else reference
     ref = jnp.asarray(ref, dtype=x.dtype)
@@ -113,6 +114,7 @@ def conservation(apply_fn: Callable, params: Any, x: jax.Array, relevance: jax.A
         :class:`Conservation` of per-example arrays ``(total, logit, error)``.
     """
     x = jnp.asarray(x)
+    apply_fn = jax.jit(apply_fn)
     target = _targets(apply_fn, params, x, target)
     logit = _target_logit(apply_fn(params, x), target)
     total = _per_example_sum(relevance, x)

@@ -25,6 +25,7 @@ on every call or ``jit`` recompiles (it is a static argument).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import jax
@@ -61,9 +62,10 @@ class Uniform:
     high: float = 1.0
 
     def __post_init__(self):
-        if not float(self.low) < float(self.high):
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and float(self.low) < float(self.high)):
             raise ValueError(
-                f"low must be < high for the uniform perturbation; got low={self.low!r}, high={self.high!r}."
+                f"low must be < high, both finite, for the uniform perturbation; got low={self.low!r}, "
+                f"high={self.high!r}."
             )
 
     def __call__(self, key: jax.Array, image: jax.Array) -> jax.Array:
@@ -82,7 +84,7 @@ class Blur:
     truncate: float = 4.0
 
     def __post_init__(self):
-        if not float(self.sigma) > 0:
+        if not (math.isfinite(self.sigma) and float(self.sigma) > 0):
             raise ValueError(f"blur sigma must be > 0; got {self.sigma!r}.")
 
     def __call__(self, key: jax.Array, image: jax.Array) -> jax.Array:

@@ -10,6 +10,9 @@ Conventions (DESIGN.md §3):
   the sum of its pixels' relevance). When ``height`` or ``width`` is not a multiple of
   ``r`` the regions of the last row/column are smaller (the image is padded with zero
   relevance, which does not change any sum).
+* iNNvestigate's perturbation tool averages over channels and scores regions by their
+  mean: the same ranking wherever all regions have the same size; with smaller edge
+  regions the sum used here ranks an edge region by its total relevance, not its density.
 * ``"morf"`` (most relevant first) ranks regions by decreasing score, ``"lerf"`` (least
   relevant first) by increasing score, ``"random"`` by a uniformly random permutation
   (the random baseline; from sorting 32-bit random keys). Ties are broken by a stable sort on the flattened (row-major)

@@ -29,7 +29,7 @@ from .. import composites, rules
 from .. import methods as M
 from ..api import explain
 from ..data import load_dataset
-from ..evaluation import evaluate, perturbation_curve
+from ..evaluation import evaluate
 from ..models.paper_cnn import PaperCNN
 from ..training.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from ..training.configs import PAPER_DECAYS, Config
@@ -61,6 +61,9 @@ METHODS: dict = {
 PAPER_METHODS = ("gradient", "deconvnet", "guided_backprop", "deep_taylor", "lrp")
 DATASETS = ("digits", "cifar10")
 WIDTHS = {"paper": dict(features=(32, 64, 128), dense=512), "small": dict(features=(8, 16, 32), dense=64)}
+
+#: Model evaluations per compiled perturbation block: bounds memory on large test folds.
+EVAL_CHUNK = 2048
 
 #: The defaults of ``jaxattr study``: the paper's protocol (10 folds, 41 models per fold).
 DEFAULTS = dict(dataset="digits", folds=10, decays=PAPER_DECAYS, groups=GROUPS, methods=PAPER_METHODS,
@@ -153,6 +156,17 @@ def _train_fold(store: ResultsStore, model, units: Sequence[Unit], data, fold: i
     return len(missing)
 
 
+def _in_batches(fn, size: int = 256):
+    """``fn(params, x, target)`` over ``x`` in batches of ``size`` (bounded memory on big folds)."""
+
+    def batched(params, x, target):
+        parts = [fn(params, x[i:i + size], None if target is None else target[i:i + size])
+                 for i in range(0, x.shape[0], size)]
+        return jnp.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    return batched
+
+
 def _evaluate_unit(store: ResultsStore, model, unit: Unit, methods: Sequence[str], x_test, y_test,
                    progress: bool) -> None:
     params, _ = load_checkpoint(store.checkpoint_dir(unit))
@@ -163,22 +177,15 @@ def _evaluate_unit(store: ResultsStore, model, unit: Unit, methods: Sequence[str
     logits = jax.jit(apply_fn)(variables, x)
     accuracy = float((jnp.argmax(logits, -1) == jnp.asarray(y_test)).mean())
     target = jnp.asarray(y_test, jnp.int32)  # explain the true class, as the paper's confidence
-    explanations = {m: explain(apply_fn, METHODS[m]) for m in methods if m != RANDOM_METHOD}
-    key = _unit_key(store.config, unit)
-    options = dict(region=p["region"], perturbation=p["perturbation"], score=p["score"], key=key)
-    table = evaluate(apply_fn, variables, x, target, explanations, steps=p["steps"],
-                     fractions=tuple(p["fractions"]), random_baseline=RANDOM_METHOD in methods,
-                     progress=False, **options)
+    explanations = {m: _in_batches(explain(apply_fn, METHODS[m])) for m in methods if m != RANDOM_METHOD}
+    table, curves = evaluate(
+        apply_fn, variables, x, target, explanations, region=p["region"], steps=p["steps"],
+        fractions=tuple(p["fractions"]), perturbation=p["perturbation"], score=p["score"],
+        key=_unit_key(store.config, unit), random_baseline=RANDOM_METHOD in methods,
+        chunk_size=EVAL_CHUNK, return_curves=True, progress=False)
     rows = table.drop(columns=["index", "target"]).groupby("method", sort=False).mean().reset_index()
     rows["accuracy"] = accuracy
-    curves = {}
-    for name in methods:
-        relevance = jnp.zeros_like(x) if name == RANDOM_METHOD else explanations[name](variables, x, target)
-        order = "random" if name == RANDOM_METHOD else "morf"
-        curve = perturbation_curve(apply_fn, variables, x, target, relevance, steps=p["steps"],
-                                   order=order, **options)
-        curves[name] = np.asarray(curve).mean(0)
-    store.write_arrays("curves", unit, curves)
+    store.write_arrays("curves", unit, {m: np.asarray(c).mean(0) for m, c in curves.items()})
     if unit.fold == 0:
         n = min(8, x.shape[0])
         maps = {m: np.asarray(explanations[m](variables, x[:n], target[:n])) for m in explanations}

@@ -251,3 +251,13 @@ def test_block_sizes_bound_memory_and_respect_devices():
                     assert images % devices == 0 and images <= padded and 1 <= per <= counts
                     assert images * per <= max(chunk, devices)  # one chunk of model evaluations at most
     assert block_sizes(32, 101, 256, 1) == (32, 32, 8)  # 12 blocks of 8 counts and one of 5
+
+
+@pytest.mark.parametrize("chunk_size", [None, 5])
+def test_composes_with_a_callers_jit(h, chunk_size):
+    x, params, target, contributions = _linear_case(h)
+    run = lambda params, x, relevance: perturbation_curve(
+        h.linear_apply, params, x, target, relevance, region=2, steps=4, perturbation="zeros", score="logit",
+        chunk_size=chunk_size, progress=False,
+    )
+    np.testing.assert_allclose(jax.jit(run)(params, x, contributions), run(params, x, contributions), rtol=1e-6, atol=1e-5)

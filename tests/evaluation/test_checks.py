@@ -1,0 +1,74 @@
+"""Completeness checks: summation to delta (DeepLIFT) and conservation (LRP)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxattr as ja
+from jaxattr.evaluation.checks import conservation, summation_to_delta
+
+
+def mlp(params, x):
+    h = jax.nn.relu(x @ params["w1"] + params["b1"])
+    return h @ params["w2"] + params["b2"]
+
+
+def _params(bias: bool, seed=0):
+    rng = np.random.default_rng(seed)
+    p = {"w1": rng.normal(size=(5, 7)), "b1": rng.normal(size=7), "w2": rng.normal(size=(7, 3)),
+         "b2": rng.normal(size=3)}
+    if not bias:
+        p["b1"], p["b2"] = np.zeros(7), np.zeros(3)
+    return {k: jnp.asarray(v) for k, v in p.items()}
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield jnp.asarray(np.random.default_rng(1).normal(size=(4, 5)))
+
+
+def test_deeplift_sums_to_delta_gradient_x_input_does_not(x64):
+    p = _params(bias=True)
+    ref = np.full(5, 0.2)
+    dl = ja.attribute(mlp, p, x64, method=ja.DeepLIFT(ref))
+    check = summation_to_delta(mlp, p, x64, dl, ref)
+    assert check.total.shape == check.delta.shape == check.error.shape == (4,)
+    assert float(check.error.max()) < 1e-10
+    target = jnp.argmax(mlp(p, x64), -1)
+    logits = mlp(p, x64)[jnp.arange(4), target] - mlp(p, jnp.broadcast_to(ref, x64.shape))[jnp.arange(4), target]
+    np.testing.assert_allclose(np.asarray(check.delta), np.asarray(logits), rtol=1e-12)
+    gxi = ja.attribute(mlp, p, x64, method=ja.GradientXInput())
+    assert float(summation_to_delta(mlp, p, x64, gxi, 0.0).error.max()) > 1e-3
+
+
+def test_scalar_target_callable_and_averaged_references(x64):
+    p = _params(bias=True)
+    dl = ja.attribute(mlp, p, x64, jnp.array(1), ja.DeepLIFT(lambda v: 0.5 * v))
+    assert float(summation_to_delta(mlp, p, x64, dl, lambda v: 0.5 * v, 1).error.max()) < 1e-10
+    refs = np.stack([np.zeros(5), np.ones(5)])
+    dl = ja.attribute(mlp, p, x64, jnp.array(2), ja.DeepLIFT(refs, average_references=True))
+    check = summation_to_delta(mlp, p, x64, dl, refs, 2, average_references=True)
+    assert float(check.error.max()) < 1e-10
+
+
+def test_conservation_lrp0_bias_free(x64):
+    p = _params(bias=False)
+    r = ja.attribute(mlp, p, x64, method=ja.LRP(ja.rules.Epsilon(0.0)))
+    check = conservation(mlp, p, x64, r)
+    assert float(check.error.max()) < 1e-9
+    np.testing.assert_allclose(np.asarray(check.logit), np.asarray(mlp(p, x64).max(-1)), rtol=1e-12)
+    p = _params(bias=True)
+    r = ja.attribute(mlp, p, x64, method=ja.LRP(ja.rules.Epsilon(0.0)))
+    assert float(conservation(mlp, p, x64, r).error.max()) > 1e-3  # the biases absorb relevance
+
+
+def test_bad_shapes(x64):
+    p = _params(bias=True)
+    with pytest.raises(ValueError, match="relevance must have x's shape"):
+        summation_to_delta(mlp, p, x64, jnp.zeros((4, 4)), 0.0)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        summation_to_delta(mlp, p, x64, jnp.zeros((4, 5)), jnp.zeros(3))
+    with pytest.raises(ValueError, match="relevance must have x's shape"):
+        conservation(mlp, p, x64, jnp.zeros((5,)))
