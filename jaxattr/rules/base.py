@@ -88,7 +88,8 @@ def propagate(view, x, output, relevance, groups: Sequence[Group], epsilon: floa
     nonneg = view.segment.nonneg_input
     total = 0.0
     for group in groups:
-        terms = [t for t in group.terms if not (nonneg and t.input == "neg")]
+        # x⁻ = 0 on a non-negative input: a term on x⁻ without bias contributes nothing
+        terms = [t for t in group.terms if not (nonneg and t.input == "neg" and not t.bias)]
         parts = []
         for t in terms:
             inp = _input(t.input, x)

@@ -100,14 +100,48 @@ def np_forward(spec, params, x):
     return acts
 
 
-def np_deeplift(spec, params, x, x0, target, maxpool="interpolate"):
+def _positive_terms(kind, p, layer, d):
+    """RevealCancel's Δz⁺, Δz⁻ of a dense/conv layer: sums of the positive / negative terms
+    w·Δx (written term by term, not as W⁺Δx⁺ + W⁻Δx⁻)."""
+    if kind == "dense":
+        terms = d[:, :, None] * p["w"][None]  # (b, in, out)
+        return np.maximum(terms, 0).sum(1), np.minimum(terms, 0).sum(1)
+    width = layer[2]
+    n = d.shape[1] - width + 1
+    terms = np.stack([d[:, t:t + width, :, None] * p["w"][None] for t in range(n)], 1)  # b,t,j,c,o
+    return np.maximum(terms, 0).sum((2, 3)), np.minimum(terms, 0).sum((2, 3))
+
+
+def np_deeplift(spec, params, x, x0, target, maxpool="interpolate", rule="rescale"):
     acts, refs = np_forward(spec, params, x), np_forward(spec, params, x0)
     m = np.zeros_like(acts[-1])
     m[np.arange(len(target)), target] = 1.0
+    split = None  # (m⁺, m⁻) waiting for the dense/conv layer below a RevealCancel activation
     for i in reversed(range(len(spec))):
         layer, p, a, r = spec[i], params[i], acts[i], refs[i]
         kind = layer[0]
-        if kind == "dense":
+        if kind in ("dense", "conv") and split is not None:
+            m_pos, m_neg = split
+            split = None
+            d = a - r
+            if kind == "dense":
+                w = p["w"][None]  # (1, in, out)
+                sel = lambda mp, mn: (np.where(w * d[:, :, None] > 0, w, 0) * mp[:, None]
+                                      + np.where(w * d[:, :, None] < 0, w, 0) * mn[:, None]).sum(-1)
+                m = sel(m_pos, m_neg)
+                m = np.where(d == 0, 0.5 * (p["w"] @ (m_pos + m_neg).T).T, m)
+            else:
+                width = layer[2]
+                out = np.zeros_like(a)
+                for t in range(m_pos.shape[1]):
+                    wd = d[:, t:t + width, :, None] * p["w"][None]  # b,j,c,o
+                    w = np.broadcast_to(p["w"][None], wd.shape)
+                    contrib = (np.where(wd > 0, w, 0) * m_pos[:, t, None, None, :]
+                               + np.where(wd < 0, w, 0) * m_neg[:, t, None, None, :]).sum(-1)
+                    half = 0.5 * np.einsum("bo,jco->bjc", m_pos[:, t] + m_neg[:, t], p["w"])
+                    out[:, t:t + width] += np.where(d[:, t:t + width] == 0, half, contrib)
+                m = out
+        elif kind == "dense":
             m = m @ p["w"].T
         elif kind == "conv":
             width = layer[2]
@@ -117,10 +151,21 @@ def np_deeplift(spec, params, x, x0, target, maxpool="interpolate"):
             m = out
         elif kind == "act":
             f, df = ACTS[layer[1]]
+            fa = lambda v: f(v, p.get("a"))
+            if rule == "reveal_cancel" and i > 0 and spec[i - 1][0] in ("dense", "conv"):
+                dp, dn = _positive_terms(spec[i - 1][0], params[i - 1], spec[i - 1], acts[i - 1] - refs[i - 1])
+                dy_p = 0.5 * (fa(r + dp) - fa(r)) + 0.5 * (fa(r + dp + dn) - fa(r + dn))
+                dy_n = 0.5 * (fa(r + dn) - fa(r)) + 0.5 * (fa(r + dp + dn) - fa(r + dp))
+                lim_p = 0.5 * (df(r, p.get("a")) + df(r + dn, p.get("a")))
+                lim_n = 0.5 * (df(r, p.get("a")) + df(r + dp, p.get("a")))
+                rp = np.where(np.abs(dp) < 1e-7, lim_p, dy_p / np.where(np.abs(dp) < 1e-7, 1, dp))
+                rn = np.where(np.abs(dn) < 1e-7, lim_n, dy_n / np.where(np.abs(dn) < 1e-7, 1, dn))
+                split = (m * rp, m * rn)
+                continue
             d = a - r
             small = np.abs(d) < 1e-7
             m = m * np.where(small, df(a, p.get("a")),
-                             (f(a, p.get("a")) - f(r, p.get("a"))) / np.where(small, 1.0, d))
+                             (fa(a) - fa(r)) / np.where(small, 1.0, d))
         elif kind == "pool":
             width, stride = layer[1], layer[2]
             out = np.zeros_like(a)
@@ -208,14 +253,15 @@ def test_fig1_toy_exact_numbers():
         np.testing.assert_allclose(np.asarray(dl64), [[-0.4 / 3, -0.8 / 3]], rtol=1e-12)
 
 
+@pytest.mark.parametrize("rule", ["rescale", "reveal_cancel"])
 @pytest.mark.parametrize("name", ["mlp_a", "mlp_b", "conv_overlap"])
-def test_matches_oracle(name):
+def test_matches_oracle(name, rule):
     spec, params, x, x0 = setup(name)
     with jax.enable_x64(True):
         target = np.asarray(jax_apply(spec)(to_jax(params), jnp.asarray(x))).argmax(-1)
         got = ja.attribute(jax_apply(spec), to_jax(params), jnp.asarray(x), jnp.asarray(target),
-                           ja.DeepLIFT(reference=np.asarray(x0)))
-        want = np_deeplift(spec, params, x, x0, target)
+                           ja.DeepLIFT(reference=np.asarray(x0), rule=rule))
+        want = np_deeplift(spec, params, x, x0, target, rule=rule)
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-9, atol=1e-10)
 
 
@@ -234,8 +280,9 @@ def test_gradient_maxpool_mode_matches_oracle_and_breaks_summation():
 
 
 @pytest.mark.parametrize("name", list(NETS))
-@pytest.mark.parametrize("ref", ["zero", "random"])
-def test_summation_to_delta(name, ref):
+@pytest.mark.parametrize("ref, rule", [("zero", "rescale"), ("random", "rescale"),
+                                       ("random", "reveal_cancel")])
+def test_summation_to_delta(name, ref, rule):
     spec, params, x, x0 = setup(name, batch=5, seed=3)
     x0 = np.zeros_like(x) if ref == "zero" else x0
     f = jax_apply(spec)
@@ -243,9 +290,27 @@ def test_summation_to_delta(name, ref):
         p, xj = to_jax(params), jnp.asarray(x)
         for target in range(3):
             t = jnp.full((len(x),), target)
-            c = ja.attribute(f, p, xj, t, ja.DeepLIFT(reference=np.asarray(x0)))
+            c = ja.attribute(f, p, xj, t, ja.DeepLIFT(reference=np.asarray(x0), rule=rule))
             check = summation_to_delta(f, p, xj, c, np.asarray(x0), t)
             assert float(check.error.max()) < 1e-5, check
+
+
+def test_reveal_cancel_min_example():
+    """Shrikumar et al. 2017, Fig. 3: ``min(x1, x2) = x1 − ReLU(x1 − x2)``, reference 0. Rescale
+    credits the whole minimum to one input; RevealCancel splits it equally."""
+
+    def f(p, x):
+        return x[:, :1] - jax.nn.relu(x @ jnp.array([[1.0], [-1.0]]))
+
+    x = jnp.array([[3.0, 1.0], [1.0, 4.0]])
+    t = jnp.zeros(2, jnp.int32)
+    rescale = ja.attribute(f, {}, x, t, ja.DeepLIFT(0.0))
+    np.testing.assert_allclose(np.asarray(rescale), [[0.0, 1.0], [1.0, 0.0]], atol=1e-6)
+    rc = ja.attribute(f, {}, x, t, ja.DeepLIFT(0.0, rule="reveal_cancel"))
+    np.testing.assert_allclose(np.asarray(rc), [[0.5, 0.5], [0.5, 0.5]], atol=1e-6)
+    rows = ja.engine.audit(f, {}, x, ja.DeepLIFT(rule="reveal_cancel"))
+    assert [r.rule for r in rows if r.kind in ("dense", "activation")] == [
+        "RevealCancelLinear()", "RevealCancel(tolerance=1e-07)"]
 
 
 def test_summation_to_delta_paper_cnn_2d():
@@ -256,8 +321,12 @@ def test_summation_to_delta_paper_cnn_2d():
     model = small_paper_cnn()
     with jax.enable_x64(True):
         x = jax.random.uniform(jax.random.key(0), (4, 8, 8, 1), jnp.float64)
-        params = model.init(jax.random.key(1), x)
-        params = jax.tree_util.tree_map(lambda v: v + 0.05, params)  # non-zero biases
+        rng = np.random.default_rng(1)  # numpy weights: flax's init costs ~15 s of compiling here
+        shapes = jax.eval_shape(model.init, jax.random.key(1), x)
+        params = jax.tree_util.tree_map(
+            lambda s: jnp.asarray(rng.normal(size=s.shape) * (0.1 if len(s.shape) == 1 else
+                                                               1.2 / np.sqrt(np.prod(s.shape[:-1])))),
+            shapes)
         ref = np.array([0.0, 0.0, 0.5, 0.3]).reshape(4, 1, 1, 1) * np.ones((4, 8, 8, 1))
         c = ja.attribute(model.apply, params, x, method=ja.DeepLIFT(reference=ref))
         assert float(summation_to_delta(model.apply, params, x, c, ref).error.max()) < 1e-5
@@ -377,7 +446,6 @@ class TestErrors:
 
     @pytest.mark.parametrize("kwargs, match", [
         (dict(rule="linear"), "rule must be"),
-        (dict(rule="reveal_cancel"), "not implemented"),
         (dict(maxpool="mean"), "maxpool must be"),
         (dict(reference=0.0, average_references=True), "leading axis"),
         (dict(reference="zeros"), "must be a number"),

@@ -83,15 +83,6 @@ RULES = {
     "zbox": (R.ZBox(-2.0, 3.0), ("zbox", -2.0, 3.0, 1e-6)),
 }
 
-#: Engine bug (found by these tests): with bias="whole" the x⁻ term carries b⁻, but on a layer
-#: whose input the engine knows is >= 0 (after a ReLU) it drops the whole x⁻ term *including
-#: b⁻*, so both denominators get b⁺ instead of b (jaxattr/rules/base.py, propagate:
-#: ``terms = [t for t in group.terms if not (nonneg and t.input == "neg")]``). Dropping a term
-#: is only exact when its bias modifier is zero. Deep Taylor (α1β0, whole bias) is affected.
-WHOLE_BIAS_BUG = pytest.mark.xfail(
-    strict=True, reason="engine drops the x⁻ term's b⁻ (bias='whole') on inputs known >= 0")
-
-
 RULE_NAMES = list(RULES)
 
 
@@ -177,8 +168,8 @@ def _runs(net, group, name):
     return net not in SUBSET or (group, name) in SUBSET[net]
 
 
-def _cases(group, names, buggy=()):
-    return [pytest.param(net, n, id=f"{n}-{net}", marks=[WHOLE_BIAS_BUG] if n in buggy else [])
+def _cases(group, names):
+    return [pytest.param(net, n, id=f"{n}-{net}")
             for net in NETS for n in names if _runs(net, group, n)]
 
 
@@ -203,7 +194,7 @@ def engine_results():
 
 
 @pytest.mark.parametrize(("net", "name"),
-                         _cases("rule", RULE_NAMES, {"ab21_whole", "ab32_whole_eps"}))
+                         _cases("rule", RULE_NAMES))
 def test_rule_matches_oracle(engine_results, net, name):
     spec, weights, x = _net(net)
     want = O.lrp(spec, weights, x, _every(RULES[name][1]))
@@ -217,7 +208,7 @@ def test_composite_matches_oracle(engine_results, net, name):
     O.check(engine_results[(net, "composite", name)], want)
 
 
-@pytest.mark.parametrize(("net", "name"), _cases("dt", DT_NAMES, {"plain", "bounded"}))
+@pytest.mark.parametrize(("net", "name"), _cases("dt", DT_NAMES))
 def test_deep_taylor_matches_oracle(engine_results, net, name):
     spec, weights, x = _net(net)
     want = O.lrp(spec, weights, x, DEEP_TAYLOR[name][1])
@@ -234,8 +225,7 @@ RELU_DENSE = _two_input_layer(True)
 PLAIN_DENSE = _two_input_layer(False)
 
 
-@pytest.mark.parametrize("apply_fn", [pytest.param(RELU_DENSE, id="relu_then_dense",
-                                                   marks=WHOLE_BIAS_BUG),
+@pytest.mark.parametrize("apply_fn", [pytest.param(RELU_DENSE, id="relu_then_dense"),
                                       pytest.param(PLAIN_DENSE, id="dense")])
 def test_deep_taylor_whole_bias_by_hand(apply_fn):
     """x = (2, 1) >= 0 (so the ReLU changes nothing), w_0 = (1, −1), b_0 = −0.5: z = 0.5.
