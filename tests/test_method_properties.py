@@ -10,8 +10,6 @@ All in float64. To stay fast on shared CPUs the methods are traced into one comp
 per input signature (``jit_many`` in ``tests/oracle.py``).
 """
 
-import importlib.util
-import pathlib
 import sys
 
 import jax
@@ -23,18 +21,7 @@ from flax import nnx
 import jaxattr as ja
 
 
-def _load_oracle():
-    name = "jaxattr_tests_oracle"
-    if name not in sys.modules:
-        path = pathlib.Path(__file__).resolve().parent / "oracle.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-O = _load_oracle()
+import oracle as O  # noqa: E402  (tests/ is on sys.path, see conftest.py)
 C = ja.composites
 BATCH = 3
 

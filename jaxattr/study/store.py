@@ -43,6 +43,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from ..evaluation.evaluate import drop_column
+
 __all__ = [
     "BASELINE_GROUP",
     "RANDOM_METHOD",
@@ -79,16 +81,6 @@ CANONICAL_GROUPS: tuple[str, ...] = ("B1", "B2", "B3", "D1", "D2", "B", "D", "A"
 DROP_FRACTIONS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75)
 
 UNIT_COLUMNS: tuple[str, ...] = ("dataset", "fold", "decay", "group")
-
-
-def drop_column(fraction: float) -> str:
-    """Column name of the confidence drop at ``fraction`` of the pixels: 0.05 -> ``drop_5``.
-
-    The same naming as :mod:`jaxattr.evaluation` (``f"drop_{100 * fraction:g}"``).
-    """
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1]; got {fraction!r}")
-    return f"drop_{100 * fraction:g}"
 
 
 METRIC_COLUMNS: tuple[str, ...] = ("accuracy", "aopc") + tuple(drop_column(f) for f in DROP_FRACTIONS)

@@ -6,8 +6,6 @@ Each network's methods are traced into one compiled program (``jit_many``) to ke
 fast on shared CPUs; a few tests call ``ja.attribute`` directly so its own jit is covered too.
 """
 
-import importlib.util
-import pathlib
 import sys
 
 import jax
@@ -18,18 +16,7 @@ import pytest
 import jaxattr as ja
 
 
-def _load_oracle():
-    name = "jaxattr_tests_oracle"
-    if name not in sys.modules:
-        path = pathlib.Path(__file__).resolve().parents[1] / "oracle.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-O = _load_oracle()
+import oracle as O  # noqa: E402  (tests/ is on sys.path, see conftest.py)
 BATCH = 3
 
 # ReLU conv net with bias and max pool (pool before the ReLU: no window ties)

@@ -9,8 +9,6 @@ To stay fast, every method on a network is traced into one jitted program (``jit
 test then compares one method's result.
 """
 
-import importlib.util
-import pathlib
 import sys
 
 import jax
@@ -21,18 +19,7 @@ import pytest
 import jaxattr as ja
 
 
-def _load_oracle():
-    name = "jaxattr_tests_oracle"
-    if name not in sys.modules:
-        path = pathlib.Path(__file__).resolve().parents[1] / "oracle.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-O = _load_oracle()
+import oracle as O  # noqa: E402  (tests/ is on sys.path, see conftest.py)
 R = ja.rules
 C = ja.composites
 
