@@ -13,11 +13,12 @@ included), after a warm-up call of one epoch that compiles
 single-configuration runs would take at the measured single rate (their 41
 compilations not counted).
 
-``train_grid_41`` vmaps all 41 configurations (``vmap_size=None``);
-``train_grid_41_chunk1`` runs them one after another inside the same program
-(``vmap_size=1``, the CPU default, see ``train_grid``).
+``conv`` is the convolution of the model: XLA's (``xla``) or
+:func:`jaxattr.models.patches_conv` (``patches``, an im2col matrix product that
+vmaps into a batched matrix product instead of a grouped convolution).
 
 Usage: python benchmarks/training.py [--model paper|small] [--epochs 2]
+       [--conv xla|patches|both]
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import time
 import jax
 
 from jaxattr.data import load_digits
-from jaxattr.models import PaperCNN, small_paper_cnn
+from jaxattr.models import PaperCNN, patches_conv, small_paper_cnn
 from jaxattr.training import init_params, paper_configs, train, train_grid
 from jaxattr.training.cv import split_fold, stratified_folds
 
@@ -45,12 +46,22 @@ def main() -> None:
     parser.add_argument("--model", choices=["paper", "small"], default="paper")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--conv", choices=["xla", "patches", "both"], default="both")
     args = parser.parse_args()
+    convs = ["xla", "patches"] if args.conv == "both" else [args.conv]
+    for conv in convs:
+        run_all(args, conv)
 
+
+def run_all(args: argparse.Namespace, conv: str) -> None:
+    """Benchmark one configuration, then the 41-configuration grid."""
     x, y = load_digits()
     fold = stratified_folds(y, 10, seed=0)[0]
     x_tr, y_tr, x_val, y_val, _, _ = split_fold(x, y, fold)
-    model = PaperCNN() if args.model == "paper" else small_paper_cnn()
+    conv_fn = patches_conv if conv == "patches" else None
+    model = (PaperCNN if args.model == "paper" else small_paper_cnn)(
+        conv_general_dilated=conv_fn
+    )
     params = init_params(model, x_tr[:1], seed=0)
     configs = paper_configs()
     # patience > epochs: every configuration trains every epoch (no early stop)
@@ -58,7 +69,7 @@ def main() -> None:
         batch_size=args.batch, patience=args.epochs + 1, params=params, progress=False
     )
     n = len(x_tr)
-    base = {"tool": "jaxattr", "batch": args.batch, "model": args.model,
+    base = {"tool": "jaxattr", "batch": args.batch, "model": args.model, "conv": conv,
             "dataset": "digits", "train_examples": n, "epochs": args.epochs,
             "device": jax.devices()[0].device_kind, "devices": jax.device_count()}
 
@@ -66,17 +77,12 @@ def main() -> None:
         return train(model, x_tr, y_tr, x_val, y_val, decay=1e-3, group="A",
                      epochs=epochs, **common)[0]
 
-    def grid(vmap_size):
-        return lambda epochs: train_grid(
-            model, configs, x_tr, y_tr, x_val, y_val, epochs=epochs,
-            vmap_size=vmap_size, **common)[0]
+    def grid(epochs):
+        return train_grid(model, configs, x_tr, y_tr, x_val, y_val, epochs=epochs,
+                          strategy="vmap", **common)[0]
 
-    k = len(configs)
-    runs = [("train_one", one, 1, None),
-            (f"train_grid_{k}", grid(None), k, "all"),
-            (f"train_grid_{k}_chunk1", grid(1), k, 1)]
     results = {}
-    for what, run, k, vmap_size in runs:
+    for what, run, k in (("train_one", one, 1), (f"train_grid_{len(configs)}", grid, len(configs))):
         compile_s, _ = timed(lambda: run(1))
         seconds, _ = timed(lambda: run(args.epochs))
         results[what] = seconds
@@ -84,7 +90,6 @@ def main() -> None:
                   "examples_per_s": round(k * n * args.epochs / seconds, 1),
                   "first_call_seconds": round(compile_s, 3)}
         if k > 1:
-            record["vmap_size"] = vmap_size
             sequential = k * results["train_one"]
             record["equivalent_sequential_seconds"] = round(sequential, 3)
             record["speedup_vs_sequential"] = round(sequential / seconds, 2)

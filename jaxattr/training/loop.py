@@ -19,12 +19,13 @@ same initial parameters and see the same batches in the same order (common rando
 numbers: differences between configurations come from the decay alone), so
 configuration ``i`` of a grid equals :func:`train` with ``configs[i]`` and the same
 seed. With several devices the configuration axis is sharded over them
-(:func:`jax.shard_map`). On CPU the configurations run one after another inside
-the program by default (``vmap_size``), because XLA's CPU backend turns vmapped
-convolutions into slow grouped convolutions.
+(:func:`jax.shard_map`). On CPU, where that program is slower than training the
+configurations one after another, ``train_grid`` does the latter by default
+(``strategy``).
 
-The host loop calls one jitted function per epoch (training scan, validation,
-early stopping) and shows a tqdm bar; shuffling happens on the host with numpy.
+The host loop makes one jitted call per training batch, one per validation chunk
+and one to close the epoch (see :mod:`jaxattr.training._steps` for why not one
+``lax.scan`` per epoch), shuffles with numpy and shows a tqdm bar.
 """
 from __future__ import annotations
 
@@ -45,11 +46,8 @@ from tqdm.auto import tqdm
 from jaxattr.training._checks import check_examples, check_positive_int
 from jaxattr.training.checkpoint import save_checkpoint
 from jaxattr.training.configs import Config
-from jaxattr.training.early_stopping import (
-    EarlyStoppingState,
-    early_stopping_init,
-    early_stopping_update,
-)
+from jaxattr.training._steps import Carry, make_steps, over_configs
+from jaxattr.training.early_stopping import early_stopping_init
 from jaxattr.training.groups import (
     NOT_DECAYED,
     group_mask,
@@ -57,7 +55,7 @@ from jaxattr.training.groups import (
     layer_labels,
 )
 from jaxattr.training.history import TrainHistory
-from jaxattr.training.l2 import grouped_adam_l2, grouped_l2_penalty
+from jaxattr.training.l2 import grouped_adam_l2
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -70,30 +68,22 @@ __all__ = [
 ]
 
 PyTree = Any
-ApplyFn = Callable[[PyTree, jax.Array], jax.Array]
 
 DEFAULT_LEARNING_RATE = 1e-3  # Adam; not given in the paper
 DEFAULT_BATCH_SIZE = 64  # not given in the paper
 DEFAULT_PATIENCE = 10  # the paper's
 DEFAULT_EVAL_BATCH_SIZE = 512
 
-
-class _Carry(NamedTuple):
-    params: PyTree
-    opt_state: PyTree
-    best_params: PyTree
-    stopping: EarlyStoppingState
+Chunk = tuple[Any, Any, Any]  # (x, y, w): inputs, labels, 0/1 weights
 
 
 class _Data(NamedTuple):
-    x_train: jax.Array
-    y_train: jax.Array
-    x_val: jax.Array  # (chunks, chunk, ...) zero-padded
-    y_val: jax.Array  # (chunks, chunk)
-    w_val: jax.Array  # (chunks, chunk) 1 for real examples, 0 for padding
+    x_train: Any
+    y_train: Any
+    val_chunks: list[Chunk]  # zero-padded to equal size, weight 0 on padding
 
 
-def _apply_fn(model: nn.Module) -> ApplyFn:
+def _apply_fn(model: nn.Module) -> Callable[[PyTree, jax.Array], jax.Array]:
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"model must be a flax.linen Module, got {type(model).__name__}"
@@ -101,38 +91,21 @@ def _apply_fn(model: nn.Module) -> ApplyFn:
     return lambda params, x: model.apply({"params": params}, x)
 
 
-def _chunked(x: Any, y: Any, chunk: int) -> tuple[np.ndarray, ...]:
-    """Pad (x, y) to whole chunks of ``chunk`` examples and add 0/1 weights (host)."""
+def _chunks(x: Any, y: Any, chunk: int) -> list[Chunk]:
+    """(x, y) as host chunks of ``chunk`` examples, the last zero-padded, with 0/1
+    weights (so every chunk has one shape and compiles once)."""
     x, y = np.asarray(x), np.asarray(y, np.int32)
     n = x.shape[0]
     chunk = min(chunk, n)
-    chunks = math.ceil(n / chunk)
-    pad = chunks * chunk - n
-    w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
-    x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
-    y = np.concatenate([y, np.zeros(pad, np.int32)])
-    return (
-        x.reshape(chunks, chunk, *x.shape[1:]),
-        y.reshape(chunks, chunk),
-        w.reshape(chunks, chunk),
-    )
-
-
-def _evaluate_chunks(
-    apply_fn: ApplyFn, params: PyTree, x: jax.Array, y: jax.Array, w: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """Mean cross-entropy and accuracy over weighted chunks, one chunk at a time."""
-
-    def chunk_sums(args):
-        xb, yb, wb = args
-        logits = apply_fn(params, xb)
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, yb)
-        correct = (jnp.argmax(logits, -1) == yb).astype(jnp.float32)
-        return jnp.sum(wb * ce), jnp.sum(wb * correct)
-
-    ce, correct = jax.lax.map(chunk_sums, (x, y, w))
-    n = jnp.sum(w)
-    return jnp.sum(ce) / n, jnp.sum(correct) / n
+    out = []
+    for start in range(0, n, chunk):
+        xc, yc = x[start:start + chunk], y[start:start + chunk]
+        pad = chunk - len(xc)
+        w = np.concatenate([np.ones(len(xc), np.float32), np.zeros(pad, np.float32)])
+        xc = np.concatenate([xc, np.zeros((pad, *x.shape[1:]), x.dtype)])
+        yc = np.concatenate([yc, np.zeros(pad, np.int32)])
+        out.append((xc, yc, w))
+    return out
 
 
 def _batches(seed: int, epoch: int, n: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -150,132 +123,35 @@ def _batches(seed: int, epoch: int, n: int, batch_size: int) -> tuple[np.ndarray
     return idx.reshape(steps, batch_size), weights.reshape(steps, batch_size)
 
 
-def _make_epoch(
-    apply_fn: ApplyFn,
-    labels: PyTree,
-    *,
-    learning_rate: float,
-    patience: int,
-    coupled: bool,
-) -> Callable[..., tuple[_Carry, dict[str, jax.Array]]]:
-    """One epoch of one configuration: train, validate, early-stopping update.
-
-    The returned function is pure and per-configuration; :func:`train_grid` vmaps
-    it over stacked carries and decays (data and batches are shared).
-    """
-
-    def epoch(carry: _Carry, decays: Mapping[str, jax.Array], data: _Data, batches):
-        tx = grouped_adam_l2(learning_rate, decays, labels, coupled=coupled)
-        idx, w = batches
-
-        def step(state, batch):
-            params, opt_state = state
-            bidx, bw = batch
-
-            def loss_fn(p):
-                logits = apply_fn(p, data.x_train[bidx])
-                ce = optax.softmax_cross_entropy_with_integer_labels(
-                    logits, data.y_train[bidx]
-                )
-                return jnp.sum(bw * ce) / jnp.sum(bw)
-
-            loss, grads = jax.value_and_grad(loss_fn)(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss * jnp.sum(bw)
-
-        (params, opt_state), losses = jax.lax.scan(
-            step, (carry.params, carry.opt_state), (idx, w)
-        )
-        val_ce, val_acc = _evaluate_chunks(
-            apply_fn, params, data.x_val, data.y_val, data.w_val
-        )
-        val_loss = val_ce + grouped_l2_penalty(params, decays, labels) if coupled else val_ce
-        stopping, improved = early_stopping_update(
-            carry.stopping, val_loss, patience=patience
-        )
-        best = jax.tree.map(
-            lambda new, old: jnp.where(improved, new, old), params, carry.best_params
-        )
-        metrics = {
-            "train_loss": jnp.sum(losses) / jnp.sum(w),
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-        }
-        return _Carry(params, opt_state, best, stopping), metrics
-
-    def frozen(carry: _Carry, decays, data, batches):
-        nan = carry.stopping.best_loss + jnp.nan  # shaped and typed like a loss
-        return carry, {"train_loss": nan, "val_loss": nan, "val_accuracy": nan}
-
-    def epoch_or_frozen(carry: _Carry, decays, data, batches):
-        # A stopped configuration is skipped (under vmap: both run, one is kept).
-        return jax.lax.cond(
-            carry.stopping.stopped, frozen, epoch, carry, decays, data, batches
-        )
-
-    return epoch_or_frozen
-
-
-def _over_configs(
-    epoch: Callable[..., tuple[_Carry, dict[str, jax.Array]]],
-    vmap_size: int | None,
-    mesh: Mesh | None,
-) -> Callable[..., tuple[_Carry, dict[str, jax.Array]]]:
-    """Map the per-configuration epoch over the leading configuration axis.
-
-    ``vmap_size=None`` vmaps all configurations (of each device) together;
-    ``vmap_size=k`` vmaps chunks of ``k`` and runs the chunks one after the other
-    in the same program (:func:`jax.lax.map` with ``batch_size=k``). With a mesh,
-    each device maps its own slice of configurations (:func:`jax.shard_map`).
-    """
-
-    def local(carry, decays, data, batches):
-        if vmap_size is None:
-            return jax.vmap(epoch, in_axes=(0, 0, None, None))(carry, decays, data, batches)
-        return jax.lax.map(
-            lambda cd: epoch(cd[0], cd[1], data, batches), (carry, decays),
-            batch_size=vmap_size,
-        )
-
-    if mesh is None:
-        return local
-    by_config, replicated = PartitionSpec("config"), PartitionSpec()
-    return jax.shard_map(
-        local,
-        mesh=mesh,
-        in_specs=(by_config, by_config, replicated, replicated),
-        out_specs=by_config,
-        check_vma=False,  # purely per-device work, no collectives to check
-    )
-
-
 class _Compiled(NamedTuple):
-    epoch: Callable[..., tuple[_Carry, dict[str, jax.Array]]]
+    train_step: Callable[..., Carry]
+    eval_chunk: Callable[..., Carry]
+    end_epoch: Callable[..., tuple[Carry, dict[str, jax.Array]]]
     opt_init: Callable[[PyTree], PyTree]
 
 
 @functools.lru_cache(maxsize=16)
-def _compile(model, label_leaves, label_treedef, static_args, grid) -> _Compiled:
+def _compile(model, label_leaves, label_treedef, static_args, grid, mesh) -> _Compiled:
     labels = jax.tree_util.tree_unflatten(label_treedef, label_leaves)
     static = dict(static_args)
-    epoch = _make_epoch(
-        _apply_fn(model), labels, learning_rate=static["learning_rate"],
-        patience=static["patience"], coupled=static["coupled"],
-    )
-    if grid:
-        epoch = _over_configs(epoch, static["vmap_size"], static["mesh"])
+    steps = make_steps(_apply_fn(model), labels, **static)
+    fns = [steps.train_step, steps.eval_chunk, steps.end_epoch]
+    if grid:  # configuration axis 0 for the carry and the decays, data shared
+        axes = [(0, 0, None, None, None, None, None), (0, None, None, None), (0, 0, None, None)]
+        fns = [over_configs(fn, a, mesh) for fn, a in zip(fns, axes)]
     # The optimiser state does not depend on the decay values.
     zero = {label: 0.0 for label in set(label_leaves) - {NOT_DECAYED}}
     tx = grouped_adam_l2(static["learning_rate"], zero, labels, coupled=static["coupled"])
-    return _Compiled(jax.jit(epoch, donate_argnums=0), jax.jit(tx.init))
+    return _Compiled(*(jax.jit(fn, donate_argnums=0) for fn in fns), jax.jit(tx.init))
 
 
-def _compiled(model: nn.Module, labels: PyTree, grid: bool, **static: Any) -> _Compiled:
-    """The jitted (for a grid mapped over configurations) epoch and optimiser
-    init, cached per model and settings so that repeated calls (folds,
-    benchmarks) compile once."""
+def _compiled(
+    model: nn.Module, labels: PyTree, grid: bool, mesh: Mesh | None, **static: Any
+) -> _Compiled:
+    """The jitted (for a grid vmapped) epoch pieces and optimiser init, cached per
+    model and settings so that repeated calls (folds, benchmarks) compile once."""
     leaves, treedef = jax.tree_util.tree_flatten(labels)
-    key = (model, tuple(leaves), treedef, tuple(sorted(static.items(), key=str)), grid)
+    key = (model, tuple(leaves), treedef, tuple(sorted(static.items())), grid, mesh)
     try:
         hash(key)
     except TypeError:  # a module with unhashable attributes: no caching
@@ -315,7 +191,7 @@ def _prepare(
     params: PyTree | None,
     seed: int,
     eval_batch_size: int,
-) -> tuple[ApplyFn, PyTree, _Data]:
+) -> tuple[PyTree, _Data]:
     """Validate inputs, initialise parameters and lay the data out for training."""
     apply_fn = _apply_fn(model)
     example = check_examples(x_train, y_train, "x_train", "y_train")
@@ -339,8 +215,8 @@ def _prepare(
                 f"{name} must hold class indices in [0, {num_classes}) (the model's "
                 f"number of logits), got values in [{low}, {high}]"
             )
-    data = _Data(np.asarray(x_train), y_train, *_chunked(x_val, y_val, eval_batch_size))
-    return apply_fn, params, data
+    data = _Data(np.asarray(x_train), y_train, _chunks(x_val, y_val, eval_batch_size))
+    return params, data
 
 
 def _config_decays(
@@ -376,10 +252,11 @@ def _check_configs(configs: Any) -> list[Config]:
 
 
 def _fit(
-    epoch_fn: Callable[..., tuple[_Carry, dict[str, jax.Array]]],
-    carry: _Carry,
+    fns: _Compiled,
+    carry: Carry,
     decays: Mapping[str, jax.Array],
     data: _Data,
+    put: Callable[[Any], Any],
     *,
     epochs: int,
     batch_size: int,
@@ -388,12 +265,20 @@ def _fit(
     desc: str,
     keep: slice | None = None,
 ) -> tuple[PyTree, TrainHistory]:
-    """The host loop: one jitted epoch per iteration until all have stopped."""
+    """The host loop: per epoch, one jitted call per batch, per validation chunk
+    and to close the epoch, until every configuration has stopped."""
+    n_train = data.x_train.shape[0]
+    n_val = float(sum(np.sum(w) for _, _, w in data.val_chunks))
+    x_train, y_train, val_chunks = put((data.x_train, data.y_train, data.val_chunks))
     per_epoch: list[dict[str, np.ndarray]] = []
     with tqdm(range(epochs), desc=desc, disable=not progress, leave=False) as bar:
         for e in bar:
-            batches = _batches(seed, e, data.x_train.shape[0], batch_size)
-            carry, metrics = epoch_fn(carry, decays, data, batches)
+            idx, w = put(_batches(seed, e, n_train, batch_size))
+            for step in range(idx.shape[0]):
+                carry = fns.train_step(carry, decays, x_train, y_train, idx, w, step)
+            for xc, yc, wc in val_chunks:
+                carry = fns.eval_chunk(carry, xc, yc, wc)
+            carry, metrics = fns.end_epoch(carry, decays, float(n_train), n_val)
             metrics, stopped = jax.device_get((metrics, carry.stopping.stopped))
             per_epoch.append(metrics)
             losses = np.asarray(metrics["val_loss"])
@@ -414,20 +299,29 @@ def _fit(
         best_val_loss=kept(stopping.best_loss),
         epochs_trained=kept(stopping.epoch),
     )
-    best = carry.best_params if keep is None else jax.tree.map(lambda a: a[keep], carry.best_params)
+    best = carry.best_params
+    if keep is not None:
+        best = jax.tree.map(lambda a: a[keep], best)
     return best, history
 
 
 def _initial_carry(
     params: PyTree, opt_init: Callable[[PyTree], PyTree], copies: int | None
-) -> _Carry:
+) -> Carry:
     """The carry before the first epoch as fresh host arrays (``copies`` stacked).
 
-    Fresh buffers matter: the jitted epoch donates its carry, which must never
+    Fresh buffers matter: the jitted steps donate their carry, which must never
     alias the caller's ``params``.
     """
     one = jax.device_get(
-        _Carry(params, opt_init(params), params, early_stopping_init())
+        Carry(
+            params=params,
+            opt_state=opt_init(params),
+            best_params=params,
+            stopping=early_stopping_init(),
+            train_loss=np.float32(0.0),
+            val_sums=np.zeros(2, np.float32),
+        )
     )
     if copies is None:
         return jax.tree.map(np.array, one)
@@ -504,19 +398,11 @@ def train(
     config = Config(decay, group).validate()
     return _run(
         model, [config], x_train, y_train, x_val, y_val, grid=False, shard=False,
-        vmap_size=None, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         patience=patience, seed=seed, coupled=coupled, params=params,
         eval_batch_size=eval_batch_size, progress=progress,
         checkpoint_dir=checkpoint_dir,
     )
-
-
-def _resolve_vmap_size(vmap_size: int | str | None) -> int | None:
-    if vmap_size == "auto":
-        return 1 if jax.default_backend() == "cpu" else None
-    if vmap_size is None:
-        return None
-    return check_positive_int(vmap_size, "vmap_size")
 
 
 def _config_mesh(n_configs: int, shard: bool | None) -> tuple[Mesh | None, int]:
@@ -547,11 +433,11 @@ def train_grid(
     params: PyTree | None = None,
     eval_batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
     shard: bool | None = None,
-    vmap_size: int | str | None = "auto",
+    strategy: str = "auto",
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
 ) -> tuple[PyTree, TrainHistory]:
-    """Train every configuration of ``configs`` at once, as one vmapped program.
+    """Train every configuration of ``configs``, by default as one vmapped program.
 
     Configuration ``i`` is trained exactly as ``train(model, ..., decay=configs[i]
     .decay, group=configs[i].group)`` with the same seed would be (same initial
@@ -560,19 +446,22 @@ def train_grid(
     configuration is frozen (its parameters stop changing) and the loop ends when
     all have stopped or after ``epochs``.
 
+    ``strategy="vmap"`` is the program described above. ``"sequential"`` trains
+    the configurations one after another with :func:`train` (one compilation for
+    all) and stacks the results the same way. ``"auto"`` (default) takes
+    ``"sequential"`` on CPU and ``"vmap"`` elsewhere, because on XLA's CPU backend
+    the vmapped grid is slower than the sequential one: a vmapped convolution with
+    per-configuration kernels lowers to a grouped convolution that XLA:CPU runs
+    slowly, and a 2-core CPU has no idle capacity for a bigger batch to fill
+    (``benchmarks/training.py``: paper CNN on digits, 41 configurations, 0.86× the
+    sequential throughput). On accelerators the vmapped batch is the fast path.
+
     Args:
       configs: e.g. :func:`jaxattr.training.configs.paper_configs` (41 configs).
       shard: shard the configuration axis over ``jax.devices()`` (padding the grid
         to a multiple of the device count); default: when there are several.
-      vmap_size: how many configurations one vmapped computation trains together;
-        ``None``: all of them (of each device); ``k``: chunks of ``k`` vmapped, the
-        chunks run one after another inside the same program
-        (``jax.lax.map(..., batch_size=k)``), and there a stopped configuration
-        costs nothing. ``"auto"``: 1 on CPU, ``None`` elsewhere. Why: on XLA's CPU
-        backend a vmapped convolution with per-configuration kernels lowers to a
-        grouped convolution that is several times slower than the separate
-        convolutions (see ``benchmarks/training.py``); on accelerators vmapping
-        everything is the fast path.
+        Only for ``strategy="vmap"``.
+      strategy: ``"vmap"``, ``"sequential"`` or ``"auto"`` (see above).
       Other arguments: as :func:`train`.
 
     Returns:
@@ -580,12 +469,52 @@ def train_grid(
       ``len(configs)``, and a :class:`TrainHistory` whose fields have that leading
       axis too.
     """
-    return _run(
-        model, _check_configs(configs), x_train, y_train, x_val, y_val, grid=True,
-        shard=shard, vmap_size=vmap_size, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, patience=patience, seed=seed, coupled=coupled,
-        params=params, eval_batch_size=eval_batch_size, progress=progress,
-        checkpoint_dir=checkpoint_dir,
+    configs = _check_configs(configs)
+    if strategy == "auto":
+        strategy = "sequential" if jax.default_backend() == "cpu" else "vmap"
+    if strategy not in ("vmap", "sequential"):
+        raise ValueError(
+            f"strategy must be 'vmap', 'sequential' or 'auto', got {strategy!r}"
+        )
+    common = dict(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        patience=patience, seed=seed, coupled=coupled, params=params,
+        eval_batch_size=eval_batch_size, progress=progress,
+    )
+    if strategy == "vmap":
+        return _run(
+            model, configs, x_train, y_train, x_val, y_val, grid=True, shard=shard,
+            checkpoint_dir=checkpoint_dir, **common,
+        )
+    runs = [
+        _run(
+            model, [config], x_train, y_train, x_val, y_val, grid=False, shard=False,
+            checkpoint_dir=None, **common,
+        )
+        for config in configs
+    ]
+    best = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[r[0] for r in runs])
+    history = _stack_histories([r[1] for r in runs])
+    if checkpoint_dir is not None:
+        save_checkpoint(checkpoint_dir, best, history)
+    return best, history
+
+
+def _stack_histories(histories: Sequence[TrainHistory]) -> TrainHistory:
+    """Stack single-configuration histories, NaN after each one's last epoch."""
+    longest = max(len(h.val_loss) for h in histories)
+
+    def per_epoch(field: str) -> np.ndarray:
+        rows = [getattr(h, field) for h in histories]
+        return np.stack([np.pad(r, (0, longest - len(r)), constant_values=np.nan) for r in rows])
+
+    return TrainHistory(
+        train_loss=per_epoch("train_loss"),
+        val_loss=per_epoch("val_loss"),
+        val_accuracy=per_epoch("val_accuracy"),
+        best_epoch=np.stack([h.best_epoch for h in histories]),
+        best_val_loss=np.stack([h.best_val_loss for h in histories]),
+        epochs_trained=np.stack([h.epochs_trained for h in histories]),
     )
 
 
@@ -599,7 +528,6 @@ def _run(
     *,
     grid: bool,
     shard: bool | None,
-    vmap_size: int | str | None,
     epochs: int,
     batch_size: int,
     learning_rate: float,
@@ -613,16 +541,15 @@ def _run(
 ) -> tuple[PyTree, TrainHistory]:
     """Shared body of :func:`train` (``grid=False``) and :func:`train_grid`."""
     _check_common(epochs, batch_size, patience)
-    _, params, data = _prepare(
+    params, data = _prepare(
         model, x_train, y_train, x_val, y_val,
         params=params, seed=seed, eval_batch_size=eval_batch_size,
     )
     labels = layer_labels(params)
     mesh, padded = _config_mesh(len(configs), shard) if grid else (None, None)
     fns = _compiled(
-        model, labels, grid, learning_rate=learning_rate, patience=patience,
-        coupled=coupled, vmap_size=_resolve_vmap_size(vmap_size) if grid else None,
-        mesh=mesh,
+        model, labels, grid, mesh, learning_rate=learning_rate, patience=patience,
+        coupled=coupled,
     )
     run = configs + [configs[-1]] * ((padded or 1) - len(configs))
     decays = _config_decays(run, params, labels)
@@ -630,13 +557,16 @@ def _run(
         decays = {label: d[0] for label, d in decays.items()}
     carry = _initial_carry(params, fns.opt_init, padded)
     if mesh is None:
-        carry, decays, data = jax.device_put((carry, decays, data))
+        put = jax.device_put
+        carry, decays = put((carry, decays))
     else:
-        by_config = NamedSharding(mesh, PartitionSpec("config"))
-        carry, decays = jax.device_put((carry, decays), by_config)
-        data = jax.device_put(data, NamedSharding(mesh, PartitionSpec()))
+        carry, decays = jax.device_put(
+            (carry, decays), NamedSharding(mesh, PartitionSpec("config"))
+        )
+        replicated = NamedSharding(mesh, PartitionSpec())
+        put = lambda tree: jax.device_put(tree, replicated)  # noqa: E731
     best, history = _fit(
-        fns.epoch, carry, decays, data, epochs=epochs, batch_size=batch_size,
+        fns, carry, decays, data, put, epochs=epochs, batch_size=batch_size,
         seed=seed, progress=progress,
         desc=f"train {len(configs)} configs" if grid else f"train {configs[0]}",
         keep=slice(0, len(configs)) if grid else None,
@@ -654,15 +584,23 @@ def evaluate(
     *,
     batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
 ) -> tuple[float, float]:
-    """Mean softmax cross-entropy and accuracy of ``model`` with ``params`` on (x, y)."""
+    """Mean softmax cross-entropy and accuracy of ``model`` with ``params`` on (x, y).
+
+    Evaluated in chunks of ``batch_size`` examples.
+    """
     _apply_fn(model)
     check_examples(x, y, "x", "y")
     check_positive_int(batch_size, "batch_size")
-    chunks = _chunked(jnp.asarray(x), jnp.asarray(y, jnp.int32), batch_size)
-    loss, accuracy = _evaluate_jit(model, params, *chunks)
-    return float(loss), float(accuracy)
+    sums = np.zeros(2)
+    for chunk in _chunks(x, y, batch_size):
+        sums += np.asarray(_eval_sums(model, params, *chunk))
+    n = len(y)
+    return float(sums[0] / n), float(sums[1] / n)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _evaluate_jit(model, params, x, y, w):
-    return _evaluate_chunks(_apply_fn(model), params, x, y, w)
+def _eval_sums(model: nn.Module, params: PyTree, x, y, w) -> jax.Array:
+    logits = _apply_fn(model)(params, x)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
+    return jnp.stack([jnp.sum(w * ce), jnp.sum(w * correct)])

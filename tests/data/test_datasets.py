@@ -17,7 +17,8 @@ def test_load_digits_shapes_dtypes_and_range():
 
 
 def test_load_dataset_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown dataset 'mnist'; known datasets: \['cifar10', 'digits'\]"):
+    known = r"unknown dataset 'mnist'; known datasets: \['cifar10', 'digits'\]"
+    with pytest.raises(ValueError, match=known):
         load_dataset("mnist")
 
 

@@ -49,10 +49,13 @@ def test_split_fold_returns_the_fold_arrays(y):
 @pytest.mark.parametrize(
     "args, kwargs, error, message",
     [
-        ((np.zeros(30, np.int32),), dict(n_folds=1), ValueError, "n_folds must be an integer >= 2, got 1"),
-        ((np.zeros(30, np.int32),), dict(val_fraction=1.0), ValueError, r"val_fraction must be in \(0, 1\), got 1.0"),
+        ((np.zeros(30, np.int32),), dict(n_folds=1), ValueError,
+         "n_folds must be an integer >= 2, got 1"),
+        ((np.zeros(30, np.int32),), dict(val_fraction=1.0), ValueError,
+         r"val_fraction must be in \(0, 1\), got 1.0"),
         ((np.zeros(30, np.float32),), {}, TypeError, "y must have an integer dtype.*got float32"),
-        ((np.zeros((30, 1), np.int32),), {}, ValueError, r"y must be 1-D \(examples,\), got shape \(30, 1\)"),
+        ((np.zeros((30, 1), np.int32),), {}, ValueError,
+         r"y must be 1-D \(examples,\), got shape \(30, 1\)"),
         ((np.repeat([0, 1], [20, 3]).astype(np.int32),), dict(n_folds=5), ValueError,
          "n_folds=5 needs at least 5 examples of every class in y, but one class has only 3"),
     ],

@@ -14,7 +14,7 @@ CONFIGS = [Config(0.0, "A"), Config(1e-2, "B1"), Config(5e-2, "D")]
 def grid(model, digits_split, settings):
     """All configurations vmapped together, sharded over the 4 test devices."""
     return train_grid(
-        model, CONFIGS, *digits_split, epochs=EPOCHS, seed=0, vmap_size=None, **settings
+        model, CONFIGS, *digits_split, epochs=EPOCHS, seed=0, strategy="vmap", **settings
     )
 
 
@@ -55,19 +55,36 @@ def test_vmapped_grid_equals_training_each_configuration_alone(grid, model, digi
     )
 
 
-def test_sequential_chunks_in_one_program_equal_the_vmapped_grid(grid, model, digits_split, settings):
-    """vmap_size=1 (lax.map over configurations, CPU's default), unsharded."""
+def test_unsharded_grid_equals_the_sharded_grid(grid, model, digits_split, settings):
+    best, history = grid
+    best_one_device, history_one_device = train_grid(
+        model, CONFIGS, *digits_split, epochs=EPOCHS, seed=0, strategy="vmap",
+        shard=False, **settings,
+    )
+    np.testing.assert_array_equal(history_one_device.epochs_trained, history.epochs_trained)
+    np.testing.assert_array_equal(history_one_device.best_epoch, history.best_epoch)
+    np.testing.assert_allclose(history_one_device.val_loss, history.val_loss, rtol=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+        best_one_device, best,
+    )
+
+
+def test_sequential_strategy_stacks_like_the_vmapped_grid(grid, model, digits_split, settings):
     best, history = grid
     best_seq, history_seq = train_grid(
-        model, CONFIGS, *digits_split, epochs=EPOCHS, seed=0, vmap_size=1, shard=False,
+        model, CONFIGS, *digits_split, epochs=EPOCHS, seed=0, strategy="sequential",
         **settings,
     )
+    assert history_seq.val_loss.shape == history.val_loss.shape
     np.testing.assert_array_equal(history_seq.epochs_trained, history.epochs_trained)
-    np.testing.assert_array_equal(history_seq.best_epoch, history.best_epoch)
+    np.testing.assert_array_equal(np.isnan(history_seq.val_loss), np.isnan(history.val_loss))
     np.testing.assert_allclose(history_seq.val_loss, history.val_loss, rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), best_seq, best)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), best_seq, best
+    )
 
 
-def test_vmap_size_must_be_positive(model, digits_split):
-    with pytest.raises(ValueError, match="vmap_size must be an integer >= 1, got 0"):
-        train_grid(model, CONFIGS, *digits_split, vmap_size=0, progress=False)
+def test_unknown_strategy_is_rejected(model, digits_split):
+    with pytest.raises(ValueError, match="strategy must be 'vmap', 'sequential' or 'auto', got 'pmap'"):
+        train_grid(model, CONFIGS, *digits_split, strategy="pmap", progress=False)
