@@ -123,13 +123,13 @@ def maxpool(x):
 
 
 def maxpool_route(x, g):
-    """Gradient of the 2x2 max pool: ``g`` to the maximum of each window. Where several entries
-    tie for the maximum, ``g`` is split equally among them -- the engine's documented choice
-    (jaxattr/engine/trace.py: max pools are evaluated as reshape + max, whose derivative splits
-    ties), which differs from ``jax.grad`` of ``reduce_window`` (all to the first maximum)."""
-    win = _windows(x)
-    mask = (win == win.max(axis=(2, 4), keepdims=True)).astype(float)
-    mask /= mask.sum(axis=(2, 4), keepdims=True)
+    """Gradient of the 2x2 max pool: ``g`` to the maximum of each window; where several entries
+    tie, all of it to the first in row-major window order (as ``jax.grad`` of ``reduce_window``
+    and PyTorch; jaxattr's ``WinnerTakeAll``)."""
+    n, h, w, c = x.shape
+    win = _windows(x).transpose(0, 1, 3, 5, 2, 4).reshape(n, h // 2, w // 2, c, 4)
+    first = np.argmax(win == win.max(axis=-1, keepdims=True), axis=-1)
+    mask = np.eye(4)[first].reshape(n, h // 2, w // 2, c, 2, 2).transpose(0, 1, 4, 2, 5, 3)
     return (mask * g[:, :, None, :, None, :]).reshape(x.shape)
 
 

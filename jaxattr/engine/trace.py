@@ -158,9 +158,8 @@ def _fast_impl(node: Node, in_avals):
 
     ``reduce_window_max`` with non-overlapping, unpadded, undilated windows that tile the input
     (``nn.max_pool(x, (2, 2), (2, 2))`` on even sizes) becomes reshape + ``reduce_max``: the same
-    values, a faster forward, and an autodiff backward that is a fused select instead of XLA's
-    ``select_and_scatter`` (≈ 8× faster on CPU, DESIGN.md §8). Ties split the gradient equally
-    between the tied maxima instead of giving it to the first; that is deterministic too.
+    values, and a faster forward on XLA CPU. Its backward is the max-pool rule's
+    (:class:`jaxattr.rules.WinnerTakeAll` by default), never ``select_and_scatter``.
     """
     if node.prim != "reduce_window_max" or in_avals[0] is None:
         return None

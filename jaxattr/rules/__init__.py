@@ -4,6 +4,8 @@ from .activation import Deconv as Deconv
 from .activation import Guided as Guided
 from .activation import Rescale as Rescale
 from .deeplift import DeepLIFTMax as DeepLIFTMax
+from .deeplift import RevealCancel as RevealCancel
+from .deeplift import RevealCancelLinear as RevealCancelLinear
 from .base import Gradient as Gradient
 from .base import Group as Group
 from .base import LayerRule as LayerRule
@@ -18,7 +20,8 @@ from .lrp import Gamma as Gamma
 from .lrp import WSquare as WSquare
 from .lrp import ZBox as ZBox
 from .lrp import ZPlus as ZPlus
+from .pooling import WinnerTakeAll as WinnerTakeAll
 
 __all__ = ["Rule", "LayerRule", "Term", "Group", "Gradient", "Pass", "Norm", "Epsilon", "ZPlus",
-           "AlphaBeta", "Gamma", "Flat", "WSquare", "ZBox", "Guided", "Deconv", "Rescale"]
-__all__ += ["DeepLIFTMax"]
+           "AlphaBeta", "Gamma", "Flat", "WSquare", "ZBox", "Guided", "Deconv", "Rescale", "WinnerTakeAll"]
+__all__ += ["DeepLIFTMax", "RevealCancel", "RevealCancelLinear"]

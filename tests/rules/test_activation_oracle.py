@@ -120,23 +120,23 @@ def test_method_matches_oracle(engine_results, net, i):
     O.check(engine_results[(net, i)], want)
 
 
-def test_gradient_at_max_pool_tie_splits_equally():
-    """A 2x2 max pool over a constant window: the engine (reshape + max, jaxattr/engine/trace.py)
-    splits the gradient equally, (¼, ¼, ¼, ¼), where ``jax.grad`` of ``reduce_window`` gives all
-    of it to the first maximum, (1, 0, 0, 0). Trapezoid / left-Riemann IG meets exactly this at
-    α = 0 (a constant baseline ties every interior window): the oracle IG above follows the
-    engine's split. If the engine switches to first-max routing, flip this test and the
-    oracle's ``maxpool_route``."""
+@pytest.mark.parametrize("pool", ["reduce_window", "reshape_max"])
+def test_gradient_at_max_pool_tie_goes_to_the_first_maximum(pool):
+    """A 2x2 max pool over a constant window: the whole gradient goes to the first maximum,
+    (1, 0, 0, 0), as ``jax.grad`` of ``reduce_window`` and PyTorch route it, whether the model
+    writes the pool as ``reduce_window_max`` or as reshape + max (whose own autodiff would split
+    it equally). Trapezoid / left-Riemann IG meets exactly this at α = 0."""
     def apply(p, x):
-        y = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+        if pool == "reduce_window":
+            y = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+        else:
+            y = x.reshape(x.shape[0], 1, 2, 1, 2, 1).max(axis=(2, 4))
         return y.reshape(x.shape[0], -1) @ p
 
     with jax.enable_x64(True):
         p, x = jnp.ones((1, 2)), jnp.ones((1, 2, 2, 1))
-        want = jax.grad(lambda xx: apply(p, xx)[0, 0])(x)
         got = ja.attribute(apply, p, x, target=jnp.array([0]), method=ja.Gradient())
-    np.testing.assert_allclose(np.asarray(want).ravel(), [1.0, 0.0, 0.0, 0.0])
-    np.testing.assert_allclose(np.asarray(got).ravel(), [0.25, 0.25, 0.25, 0.25], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(got).ravel(), [1.0, 0.0, 0.0, 0.0], rtol=1e-12)
 
 
 def test_oracle_gradient_is_jax_grad():

@@ -1,0 +1,92 @@
+"""Max pooling: the winner takes all, fast.
+
+Every method but DeepLIFT sends a max pool's cotangent to the maximum of each window (the
+gradient; the standard LRP treatment too). On XLA's CPU backend the autodiff of
+``reduce_window_max`` is a ``select_and_scatter`` costing ~30× the pool's forward, and the
+autodiff of a reshape-and-max splits ties with a division. :class:`WinnerTakeAll` computes the
+same routing from ``K`` strided views of the input (one per window offset) and first-max masks:
+for 128×32×32×32 and 2×2 windows, 7 ms of CPU time against 85 ms (``select_and_scatter``) and
+21 ms (reshape-and-max autodiff), measured side by side on this project's 2-core CPU.
+
+Ties go to the first maximum in window order, as ``jax.grad`` of ``reduce_window_max`` and
+PyTorch do: deterministic, and the same numbers as the peers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from .base import Rule
+
+#: windows larger than this route through an argmax instead of one view per offset
+_MAX_VIEWS = 16
+
+
+def _window_form(node, x):
+    """``(xr, axes)`` such that the pool is ``max(xr, axes)``, or ``None`` if it is not a
+    non-overlapping max over windows (then the ordinary VJP is used)."""
+    p = node.params
+    if node.prim == "reduce_max":
+        return x, tuple(p["axes"])
+    if node.prim != "reduce_window_max":
+        return None
+    win, stride = tuple(p["window_dimensions"]), tuple(p["window_strides"])
+    if (win != stride or any(lo or hi for lo, hi in p["padding"])
+            or any(d != 1 for d in p["base_dilation"]) or any(d != 1 for d in p["window_dilation"])):
+        return None
+    covered = tuple((n // w) * w for n, w in zip(x.shape, win))  # VALID: the tail is dropped
+    x = x[tuple(slice(0, c) for c in covered)]
+    split = tuple(d for c, w in zip(covered, win) for d in (c // w, w))
+    return x.reshape(split), tuple(2 * i + 1 for i in range(len(win)))
+
+
+def first_max_vjp(xr, axes, y, ct):
+    """Cotangent of ``y = max(xr, axes)`` routed to the first maximum of each window."""
+    axes = tuple(sorted(a % xr.ndim for a in axes))
+    keep = [a for a in range(xr.ndim) if a not in axes]
+    moved = jnp.transpose(xr, keep + list(axes))  # (..., window axes)
+    win = moved.shape[len(keep):]
+    k = math.prod(win)
+    flat = moved.reshape(y.shape + (k,))
+    if k <= _MAX_VIEWS:
+        taken = jnp.zeros(y.shape, bool)
+        parts = []
+        for i in range(k):
+            hit = (flat[..., i] == y) & ~taken
+            taken = taken | hit
+            parts.append(jnp.where(hit, ct, 0.0))
+        g = jnp.stack(parts, axis=-1)
+    else:
+        g = jax.nn.one_hot(jnp.argmax(flat, axis=-1), k, dtype=ct.dtype) * ct[..., None]
+    g = g.reshape(y.shape + win)
+    inverse = [0] * xr.ndim
+    for pos, a in enumerate(keep + list(axes)):
+        inverse[a] = pos
+    return jnp.transpose(g, inverse)
+
+
+@dataclasses.dataclass(frozen=True)
+class WinnerTakeAll(Rule):
+    """Max pool backward: the cotangent goes to each window's (first) maximum — the gradient,
+    computed without ``select_and_scatter``. Default for max pools in every method."""
+
+    kinds = ("maxpool",)
+
+    def backward(self, view, inputs, output, cotangent, reference):
+        node = view.segment.nodes[0]
+        form = _window_form(node, inputs[0]) if len(inputs) == 1 else None
+        if form is None:
+            return jax.vjp(view.fn, *inputs)[1](cotangent)
+        xr, axes = form
+        g = first_max_vjp(xr, axes, output, cotangent)
+        x = inputs[0]
+        if node.prim == "reduce_window_max":
+            covered = tuple(s for s in (g.shape[2 * i] * g.shape[2 * i + 1] for i in range(x.ndim)))
+            g = g.reshape(covered)
+            g = jnp.pad(g, [(0, n - c) for n, c in zip(x.shape, covered)])
+        return (g,)
+
