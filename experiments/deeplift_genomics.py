@@ -25,9 +25,11 @@ Genomics protocol (paper §3.2, details the paper leaves open chosen here):
 * motif recovery: on correctly predicted positive test sequences, per-position scores (the
   attribution summed over the four channels) rank positions; per motif kind, the auROC of
   "position inside an inserted instance of that kind" against "position in no inserted
-  instance". Methods: gradient, |gradient|, gradient × input, DeepLIFT-Rescale with the zero
+  instance". Methods: |gradient| (summed over the channels), gradient × input (the gradient of
+  the base present), DeepLIFT-Rescale with the zero
   reference on the raw weights, with the zero reference after eq. 22 normalisation of the first
   conv (the paper's setting) and with the background-frequency reference (2017 paper);
+  DeepLIFT-RevealCancel (2017 paper, eq. 22 + zero reference);
   integrated gradients (eq. 22, zero baseline) for comparison. With one-hot inputs, eq. 22 + zero
   reference gives the same per-position scores as the uniform reference on raw weights.
 """
@@ -40,7 +42,7 @@ import json
 import pathlib
 import sys
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -160,7 +162,7 @@ def train_genomics(s: Settings):
     """Train the paper's CNN; returns ``(model, params, (train, val, test), history, seconds)``."""
     train, val, test = genomics_data(s)
     model = GenomicsCNN(pool_padding=s.pool_padding)
-    params = model.init(jax.random.key(s.seed), jnp.zeros((1,) + train.x.shape[1:]))
+    params = jax.jit(model.init)(jax.random.key(s.seed), jnp.zeros((1,) + train.x.shape[1:]))
     t0 = time.perf_counter()
     params, history = fit(model.apply, params, train.x, train.labels, val.x, val.labels, sigmoid_loss,
                           epochs=s.epochs, patience=s.patience, batch_size=s.batch_size,
@@ -184,12 +186,12 @@ def genomics_methods(params, background=UNIFORM_BACKGROUND) -> dict:
     normed = normalize_one_hot_weights(params, "conv")
     channel_sum = lambda r: r.sum(-1)
     return {
-        "gradient": (ja.Gradient(), params, channel_sum),
         "|gradient|": (ja.Gradient(), params, lambda r: np.abs(r).sum(-1)),
         "gradient_x_input": (ja.GradientXInput(), params, channel_sum),
         "deeplift_zero_raw": (ja.DeepLIFT(0.0), params, channel_sum),
         "deeplift_zero_eq22": (ja.DeepLIFT(0.0), normed, channel_sum),
         "deeplift_background": (ja.DeepLIFT(np.asarray(background, np.float32)), params, channel_sum),
+        "deeplift_reveal_cancel_eq22": (ja.DeepLIFT(0.0, rule="reveal_cancel"), normed, channel_sum),
         "integrated_gradients_eq22": (ja.IntegratedGradients(steps=32), normed, channel_sum),
     }
 
@@ -234,22 +236,27 @@ def motif_recovery(model, params, test: GenomicsData, background=UNIFORM_BACKGRO
     return results
 
 
-def run_genomics(s: Settings) -> dict:
-    """Train, evaluate auROC, score motif recovery; returns a JSON-able dict."""
+class GenomicsRun(NamedTuple):
+    summary: dict  # JSON-able: settings, auROC, motif recovery, run times
+    model: GenomicsCNN
+    params: Any
+    test: GenomicsData
+
+
+def run_genomics(s: Settings, methods: Optional[dict] = None) -> GenomicsRun:
+    """Train, evaluate auROC, score motif recovery (all :func:`genomics_methods` by default)."""
     model, params, (_, _, test), history, train_s = train_genomics(s)
     logits = predict(model.apply, params, test.x)[:, 0]
     out = {"settings": dataclasses.asdict(s), "epochs_run": len(history["val_loss"]),
-           "train_seconds": round(train_s, 1), "test_auroc": float(roc_auc_score(test.labels, logits)),
-           "paper_auroc": 0.907}
+           "best_val_loss": float(min(history["val_loss"])), "train_seconds": round(train_s, 1),
+           "test_auroc": float(roc_auc_score(test.labels, logits)), "paper_auroc": 0.907}
     t0 = time.perf_counter()
-    out["motif_recovery"] = motif_recovery(model, params, test, s.background)
+    out["motif_recovery"] = motif_recovery(model, params, test, s.background, methods)
     out["attribution_seconds"] = round(time.perf_counter() - t0, 1)
-    out["_model"], out["_params"], out["_test"] = model, params, test
-    return out
+    return GenomicsRun(out, model, params, test)
 
 
-def fig3_tracks(model, params, test: GenomicsData, path, index: Optional[int] = None,
-                background=UNIFORM_BACKGROUND):
+def fig3_tracks(model, params, test: GenomicsData, path, index: Optional[int] = None):
     """Fig. 3-style plot: DeepLIFT (eq. 22, zero reference) and gradient × input per position of
     one correctly predicted positive sequence, motif instances shaded. Returns the index used."""
     import matplotlib
@@ -261,7 +268,8 @@ def fig3_tracks(model, params, test: GenomicsData, path, index: Optional[int] = 
     i = int(candidates[np.argmax(logits[candidates])]) if index is None else index
     x, target = test.x[i:i + 1], np.zeros(1, np.int32)
     normed = normalize_one_hot_weights(params, "conv")
-    rows = [("DeepLIFT (eq. 22, zero reference)", attribute_chunked(model.apply, normed, x, ja.DeepLIFT(0.0), target)),
+    rows = [("DeepLIFT (eq. 22, zero reference)",
+             attribute_chunked(model.apply, normed, x, ja.DeepLIFT(0.0), target)),
             ("gradient × input", attribute_chunked(model.apply, params, x, ja.GradientXInput(), target))]
     fig, axes = plt.subplots(2, 1, figsize=(12, 4.5), sharex=True)
     colors = ("tab:green", "tab:blue", "tab:orange", "tab:red")
@@ -290,6 +298,20 @@ def fig3_tracks(model, params, test: GenomicsData, path, index: Optional[int] = 
 # Fig. 2-style grid on digits
 # ------------------------------------------------------------------------------------------
 
+def lecun_init(model, x, seed: int = 0):
+    """Flax's default initialisation (LeCun normal kernels, zero biases) drawn with numpy:
+    XLA takes ~15 s to compile ``small_paper_cnn().init`` on this machine, numpy takes none."""
+    rng = np.random.default_rng(seed)
+
+    def leaf(path, s):
+        name = str(path[-1])
+        if "kernel" in name:
+            return jnp.asarray(rng.normal(size=s.shape) / np.sqrt(np.prod(s.shape[:-1])), s.dtype)
+        return jnp.zeros(s.shape, s.dtype)
+
+    return jax.tree_util.tree_map_with_path(leaf, jax.eval_shape(model.init, jax.random.key(0), x))
+
+
 def train_digits(epochs: int, seed: int = 0):
     """A small paper CNN on scikit-learn's digits (1500 train / 297 test); returns
     ``(model, params, x_test, y_test, test accuracy, seconds)``."""
@@ -301,7 +323,7 @@ def train_digits(epochs: int, seed: int = 0):
     x, y = x[order], y[order]
     xtr, ytr, xte, yte = x[:1500], y[:1500], x[1500:], y[1500:]
     model = small_paper_cnn()
-    params = model.init(jax.random.key(seed), jnp.zeros((1, 8, 8, 1)))
+    params = lecun_init(model, jnp.zeros((1, 8, 8, 1)), seed)
     t0 = time.perf_counter()
     params, _ = fit(model.apply, params, xtr[:1300], ytr[:1300], xtr[1300:], ytr[1300:], softmax_loss,
                     epochs=epochs, patience=5, batch_size=64, learning_rate=3e-3, seed=seed)
@@ -364,13 +386,13 @@ def main(argv=None):
     t0 = time.perf_counter()
 
     print(json.dumps({"fig1": fig1_toy()}), flush=True)
-    g = run_genomics(s)
-    model, params, test = g.pop("_model"), g.pop("_params"), g.pop("_test")
-    g["fig3_sequence"] = fig3_tracks(model, params, test, out / "fig3_genomics.png", background=s.background)
+    run = run_genomics(s)
+    g = run.summary
+    g["fig3_sequence"] = fig3_tracks(run.model, run.params, run.test, out / "fig3_genomics.png")
     print(json.dumps({"genomics": g}), flush=True)
     if not args.skip_digits:
-        print(json.dumps({"fig2": fig2_grid(out / "fig2_digits.png", s.digits_epochs, s.digits_images,
-                                            s.seed)}), flush=True)
+        g["fig2"] = fig2_grid(out / "fig2_digits.png", s.digits_epochs, s.digits_images, s.seed)
+        print(json.dumps({"fig2": g["fig2"]}), flush=True)
     g["total_seconds"] = round(time.perf_counter() - t0, 1)
     (out / "genomics.json").write_text(json.dumps(g, indent=2))
     print(json.dumps({"total_seconds": g["total_seconds"]}), flush=True)

@@ -13,6 +13,8 @@ from jaxattr.evaluation.aopc import (
     perturbed_inputs,
     scores_at_counts,
 )
+from jaxattr.evaluation import checks
+from jaxattr.evaluation.checks import conservation, summation_to_delta
 from jaxattr.evaluation.evaluate import drop_column, evaluate
 from jaxattr.evaluation.perturbation import PERTURBATIONS, Blur, Mean, Uniform, Zeros
 from jaxattr.evaluation.regions import ORDERS, n_regions, step_counts
@@ -27,6 +29,9 @@ __all__ = [
     "Uniform",
     "Zeros",
     "aopc",
+    "checks",
+    "conservation",
+    "summation_to_delta",
     "confidence_drop",
     "drop_column",
     "evaluate",

@@ -5,18 +5,19 @@
     followed by two fully connected layers of size 200. PReLU nonlinearities were used for the
     hidden layers."
 
-Choices the paper leaves open, made here like Keras 1 (the paper's framework) made them:
+Choices the paper leaves open (Keras 1, the paper's framework, is the default guide):
 
 * The convolution is VALID (Keras ``border_mode='valid'``): 200 − 15 + 1 = 186 positions.
 * 186 is not a multiple of 50. Keras' ``MaxPooling1D`` (VALID) keeps 3 windows over conv
   positions 0–149 and drops 150–185, so the model never sees input positions ≥ 164: a motif
   instance there is invisible, to the model and to every attribution. Trained on
-  :func:`jaxattr.data.genomics.simulate` (30 000 sequences), that model reached test auROC 0.81
-  here against the paper's 0.907, which says the paper's model saw the whole sequence (the paper
-  blames its errors on motifs arising by chance in the background, not on missed instances).
-  The default here is therefore ``pool_padding="SAME"``: 4 windows, the last one over conv
-  positions 150–185 (padded with −∞); it reached auROC 0.915. ``pool_padding="VALID"`` gives
-  the Keras model.
+  :func:`jaxattr.data.genomics.simulate` (30 000 sequences, ``experiments/deeplift_genomics.py``)
+  that model reached test auROC 0.794 against the paper's 0.907, which says the paper's model
+  saw the whole sequence (the paper blames its errors on motifs arising by chance in the
+  background, not on missed instances). The default here is therefore
+  ``pool_padding="SAME"``: 4 windows, the last one over conv positions 150–185 (padded with
+  −∞); it reached auROC 0.911 (0.902 and 0.906 with two other seeds).
+  ``pool_padding="VALID"`` gives the Keras model.
 * PReLU has one learnable slope per channel (shared over positions), initialised at 0 (Keras'
   ``PReLU`` initialiser; Keras' default is one slope per position *and* channel).
 * The output is one logit per task (the paper trained sigmoid outputs; attribution explains

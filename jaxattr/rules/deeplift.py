@@ -1,4 +1,5 @@
-"""DeepLIFT's rules for max operations (max pooling, ``max``/``min`` of tensors).
+"""DeepLIFT's rules beyond Rescale: max operations (max pooling, ``max``/``min`` of tensors) and
+RevealCancel.
 
 Elementwise non-linearities use :class:`~jaxattr.rules.activation.Rescale`; linear layers keep
 their gradient (multiplier ``W``, paper §2.3.1). This module adds the rule for the ``maxpool``
@@ -27,12 +28,39 @@ gives ``Σ_i m_i Δx_i = Δy`` exactly, never divides by a small ``Δx`` (``λ``
 which each element is the maximum) whenever the window's winner changes at most once along that
 path, which is always the case for ``max(a, b)`` of two tensors; otherwise it is that rule
 restricted to the two end points' winners. Where the winner is the same at x and x₀ it is the
-gradient. The same formula covers ``min`` (there ``D ≤ Δy ≤ D₀``).
+gradient. The same formula covers ``min`` (there ``D ≤ Δy ≤ D₀``). Ties follow the primitive's
+derivative (``reduce_max``, the reshape-and-max pool: split equally; ``reduce_window_max``: one
+element); they are common at a constant reference (a zero input gives every position of a
+conv layer the same value), and summation to delta holds whichever way they are broken.
 
 Every quantity is computed per output element from the segment's own forward function with
 ``jax.jvp``/``jax.vjp``, so it is correct per example in a batch (Captum #1276 used the first
 example's routing for the whole batch) and for overlapping windows (each input sums the
 multipliers of every window that reads it).
+
+**RevealCancel** (Shrikumar et al. 2017, §3.5.3) splits the input difference of a
+non-linearity ``y = f(z)`` into its positive and negative parts and credits them separately:
+
+.. math::
+
+    Δy^+ = ½\\,[f(z_0 + Δz^+) − f(z_0)] + ½\\,[f(z_0 + Δz^- + Δz^+) − f(z_0 + Δz^-)]
+
+and symmetrically ``Δy⁻``, with multipliers ``m⁺ = Δy⁺/Δz⁺``, ``m⁻ = Δy⁻/Δz⁻`` (their limits
+``½[f'(z₀) + f'(z₀ + Δz^∓)]`` where ``Δz^± ≈ 0``). ``Δz⁺``/``Δz⁻`` come from the dense/conv layer
+``z = Wx + b`` that feeds the non-linearity: ``Δz⁺ = W⁺Δx⁺ + W⁻Δx⁻`` (the positive terms of
+``Σ w_i Δx_i``), ``Δz⁻ = W⁻Δx⁺ + W⁺Δx⁻``, with the *total* ``Δx`` of the layer's input, as in
+kundajelab/deeplift. Two multipliers then flow back into that layer:
+``m_x = W⁺ᵀm⁺ + W⁻ᵀm⁻`` where ``Δx > 0``, ``W⁻ᵀm⁺ + W⁺ᵀm⁻`` where ``Δx < 0`` and the mean of
+the two where ``Δx = 0``. Summation to delta still holds.
+
+The engine carries one cotangent per variable, so the pair is split across two rules and the
+method: :class:`~jaxattr.methods.DeepLIFT` (``rule="reveal_cancel"``) evaluates x and x₀, pairs
+every activation region with the dense/conv layer whose output it reads directly (and that nothing
+else reads), computes ``m⁺``, ``m⁻`` there (:func:`reveal_cancel_ratios`) and hands them to the
+layer with its reference (:class:`SplitRef`); the activation passes its multiplier through
+(:class:`RevealCancel` on a :class:`PairedRef`) and the layer splits it
+(:class:`RevealCancelLinear`). Activations that are not fed directly by a dense/conv layer (after
+a pool, a sum, a reshape, …) fall back to Rescale.
 
 References:
     Shrikumar, Greenside, Shcherbina & Kundaje 2016, "Not just a black box: learning important
@@ -44,10 +72,12 @@ References:
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from .activation import Rescale
 from .base import Rule
 
 MAXPOOL_MODES = ("interpolate", "gradient")
@@ -85,7 +115,7 @@ class DeepLIFTMax(Rule):
         if self.mode == "gradient":
             return jax.vjp(view.fn, *inputs)[1](cotangent)
         _require_reference(reference, self)
-        inputs, reference = tuple(inputs), tuple(reference)
+        inputs, reference = tuple(inputs), tuple(reference_value(r) for r in reference)
         deltas = tuple(x - x0 for x, x0 in zip(inputs, reference))
         _, d_x = jax.jvp(view.fn, inputs, deltas)          # g · Δx
         y0, d_0 = jax.jvp(view.fn, reference, deltas)      # f(x₀), g₀ · Δx
@@ -99,4 +129,103 @@ class DeepLIFTMax(Rule):
         return tuple(a + b for a, b in zip(at_x, at_ref))
 
 
-__all__ = ["DeepLIFTMax", "MAXPOOL_MODES"]
+# --------------------------------------------------------------------------------------------
+# RevealCancel
+# --------------------------------------------------------------------------------------------
+
+POS = (("pos", 1.0),)
+NEG = (("neg", 1.0),)
+
+
+class SplitRef(NamedTuple):
+    """Reference of a dense/conv layer's input in RevealCancel mode: the reference ``value`` and,
+    per linear segment index that reads it, the ``(m⁺, m⁻)`` ratios of the activation it feeds."""
+
+    value: Any
+    ratios: dict
+
+
+class PairedRef(NamedTuple):
+    """Reference of an activation's input whose layer splits the multiplier (RevealCancel)."""
+
+    value: Any
+
+
+def reference_value(ref):
+    """The plain reference array of a (possibly wrapped) reference."""
+    return ref.value if isinstance(ref, (SplitRef, PairedRef)) else ref
+
+
+def split_delta(view, delta):
+    """``(Δz⁺, Δz⁻)`` of a dense/conv ``view`` for an input difference ``delta``: the positive and
+    negative terms of ``Σ_i w_i Δx_i`` (the bias cancels)."""
+    dp, dn = jnp.maximum(delta, 0), jnp.minimum(delta, 0)
+    z = lambda i, w: view.z(i, w, ())
+    return z(dp, POS) + z(dn, NEG), z(dp, NEG) + z(dn, POS)
+
+
+def reveal_cancel_ratios(fn, z0, d_pos, d_neg, tolerance: float = 1e-7):
+    """RevealCancel multipliers ``(m⁺, m⁻) = (Δy⁺/Δz⁺, Δy⁻/Δz⁻)`` of an elementwise ``fn`` at the
+    reference ``z0`` (Shrikumar et al. 2017, eq. in §3.5.3), with their limits where ``|Δz^±| <
+    tolerance``."""
+    f0, f_p, f_n, f_pn = fn(z0), fn(z0 + d_pos), fn(z0 + d_neg), fn(z0 + d_pos + d_neg)
+    dy_pos = 0.5 * (f_p - f0) + 0.5 * (f_pn - f_n)
+    dy_neg = 0.5 * (f_n - f0) + 0.5 * (f_pn - f_p)
+    slope = lambda at: jax.jvp(fn, (at,), (jnp.ones_like(at),))[1]
+    lim_pos = 0.5 * (slope(z0) + slope(z0 + d_neg))
+    lim_neg = 0.5 * (slope(z0) + slope(z0 + d_pos))
+
+    def ratio(dy, dz, lim):
+        small = jnp.abs(dz) < tolerance
+        return jnp.where(small, lim, dy / jnp.where(small, 1.0, dz))
+
+    return ratio(dy_pos, d_pos, lim_pos), ratio(dy_neg, d_neg, lim_neg)
+
+
+@dataclasses.dataclass(frozen=True)
+class RevealCancel(Rule):
+    """DeepLIFT RevealCancel on an activation region (module docstring). Paired with the dense/conv
+    layer that feeds it (reference wrapped in :class:`PairedRef` by ``ja.DeepLIFT``), it passes its
+    multiplier to that layer, which applies ``m⁺``/``m⁻``; otherwise it is Rescale."""
+
+    kinds = ("activation",)
+    tolerance: float = 1e-7
+
+    def backward(self, view, inputs, output, cotangent, reference):
+        _require_reference(reference, self)
+        if isinstance(reference[0], PairedRef):
+            return (cotangent,)
+        plain = tuple(reference_value(r) for r in reference)
+        return Rescale(self.tolerance).backward(view, inputs, output, cotangent, plain)
+
+
+@dataclasses.dataclass(frozen=True)
+class RevealCancelLinear(Rule):
+    """The dense/conv half of RevealCancel: given the ``(m⁺, m⁻)`` of the activation it feeds
+    (in a :class:`SplitRef`), ``m_x = W⁺ᵀ(g m⁺) + W⁻ᵀ(g m⁻)`` where ``Δx > 0``,
+    ``W⁻ᵀ(g m⁺) + W⁺ᵀ(g m⁻)`` where ``Δx < 0``, their mean where ``Δx = 0`` (``g``: the incoming
+    multiplier; ``W`` folded with its bias/batch-norm chain). Without ratios: the gradient."""
+
+    kinds = ("dense", "conv")
+
+    def backward(self, view, inputs, output, cotangent, reference):
+        (x,) = inputs
+        ref = reference[0] if reference is not None else None
+        ratios = ref.ratios.get(view.segment.index) if isinstance(ref, SplitRef) else None
+        if ratios is None:
+            return jax.vjp(view.fn, x)[1](cotangent)
+        m_pos, m_neg = cotangent * ratios[0], cotangent * ratios[1]
+        back_pos = jax.vjp(lambda i: view.z(i, POS, ()), x)[1]
+        back_neg = jax.vjp(lambda i: view.z(i, NEG, ()), x)[1]
+        # stack m⁺ and m⁻ so each transposed product runs once on a doubled batch
+        both = jnp.stack([m_pos, m_neg])
+        through_pos = jax.vmap(lambda m: back_pos(m)[0])(both)  # W⁺ᵀm⁺, W⁺ᵀm⁻
+        through_neg = jax.vmap(lambda m: back_neg(m)[0])(both)  # W⁻ᵀm⁺, W⁻ᵀm⁻
+        up = through_pos[0] + through_neg[1]
+        down = through_neg[0] + through_pos[1]
+        d = x - ref.value
+        return (jnp.where(d > 0, up, jnp.where(d < 0, down, 0.5 * (up + down))),)
+
+
+__all__ = ["DeepLIFTMax", "MAXPOOL_MODES", "RevealCancel", "RevealCancelLinear", "SplitRef",
+           "PairedRef", "reference_value", "split_delta", "reveal_cancel_ratios"]

@@ -37,8 +37,9 @@ def test_deeplift_sums_to_delta_gradient_x_input_does_not(x64):
     assert check.total.shape == check.delta.shape == check.error.shape == (4,)
     assert float(check.error.max()) < 1e-10
     target = jnp.argmax(mlp(p, x64), -1)
-    logits = mlp(p, x64)[jnp.arange(4), target] - mlp(p, jnp.broadcast_to(ref, x64.shape))[jnp.arange(4), target]
-    np.testing.assert_allclose(np.asarray(check.delta), np.asarray(logits), rtol=1e-12)
+    rows = jnp.arange(4)
+    delta = mlp(p, x64)[rows, target] - mlp(p, jnp.broadcast_to(ref, x64.shape))[rows, target]
+    np.testing.assert_allclose(np.asarray(check.delta), np.asarray(delta), rtol=1e-12)
     gxi = ja.attribute(mlp, p, x64, method=ja.GradientXInput())
     assert float(summation_to_delta(mlp, p, x64, gxi, 0.0).error.max()) > 1e-3
 

@@ -153,7 +153,8 @@ def np_deeplift(spec, params, x, x0, target, maxpool="interpolate", rule="rescal
             f, df = ACTS[layer[1]]
             fa = lambda v: f(v, p.get("a"))
             if rule == "reveal_cancel" and i > 0 and spec[i - 1][0] in ("dense", "conv"):
-                dp, dn = _positive_terms(spec[i - 1][0], params[i - 1], spec[i - 1], acts[i - 1] - refs[i - 1])
+                below = spec[i - 1]
+                dp, dn = _positive_terms(below[0], params[i - 1], below, acts[i - 1] - refs[i - 1])
                 dy_p = 0.5 * (fa(r + dp) - fa(r)) + 0.5 * (fa(r + dp + dn) - fa(r + dn))
                 dy_n = 0.5 * (fa(r + dn) - fa(r)) + 0.5 * (fa(r + dp + dn) - fa(r + dp))
                 lim_p = 0.5 * (df(r, p.get("a")) + df(r + dn, p.get("a")))
@@ -172,7 +173,8 @@ def np_deeplift(spec, params, x, x0, target, maxpool="interpolate", rule="rescal
             for b in range(a.shape[0]):
                 for t in range(m.shape[1]):
                     for c in range(a.shape[2]):
-                        win, win0 = a[b, t * stride:t * stride + width, c], r[b, t * stride:t * stride + width, c]
+                        span = slice(t * stride, t * stride + width)
+                        win, win0 = a[b, span, c], r[b, span, c]
                         i_x, i_0 = int(np.argmax(win)), int(np.argmax(win0))
                         if maxpool == "gradient":
                             out[b, t * stride + i_x, c] += m[b, t, c]
@@ -269,7 +271,7 @@ def test_gradient_maxpool_mode_matches_oracle_and_breaks_summation():
     """maxpool="gradient" (kundajelab's default) routes through x's winner only; where the
     winner changes between x₀ and x it does not sum to delta, the default does."""
     spec, params, x, x0 = setup("conv_overlap", batch=6)
-    f, p = jax_apply(spec), None
+    f = jax_apply(spec)
     with jax.enable_x64(True):
         p, xj = to_jax(params), jnp.asarray(x)
         target = np.asarray(f(p, xj)).argmax(-1)
@@ -470,3 +472,26 @@ def test_hashable_and_cached():
     assert isinstance(listed.reference, np.ndarray) and isinstance(hash(listed), int)
     f = jax_apply(MLP_A)
     assert ja.explain(f, a) is ja.explain(f, b)
+
+
+@pytest.mark.parametrize("mix", [False, True])
+def test_shared_reference_matches_full_batch_evaluation(mix):
+    """A reference shared by the batch is evaluated on one example and broadcast; a model that
+    mixes examples (here ``h − Σ_batch h``) must fall back to evaluating the whole batch."""
+
+    def f(p, x):
+        h = jnp.tanh(x @ p["w"] + p["b"])
+        if mix:
+            h = h - 0.1 * h.sum(0)
+        h = jax.lax.reduce_window(h[..., None], -jnp.inf, jax.lax.max, (1, 3, 1), (1, 2, 1), "VALID")
+        return h.reshape(h.shape[0], -1) @ p["v"]
+
+    rng = np.random.default_rng(2)
+    p = {k: jnp.asarray(rng.normal(size=shape), jnp.float32)
+         for k, shape in (("w", (4, 7)), ("b", (7,)), ("v", (3, 2)))}
+    x = jnp.asarray(rng.normal(size=(5, 4)), jnp.float32)
+    ref = np.full(4, 0.3, np.float32)
+    for rule in ("rescale", "reveal_cancel"):
+        shared = ja.attribute(f, p, x, method=ja.DeepLIFT(ref, rule=rule))
+        full = ja.attribute(f, p, x, method=ja.DeepLIFT(np.broadcast_to(ref, x.shape).copy(), rule=rule))
+        np.testing.assert_allclose(np.asarray(shared), np.asarray(full), rtol=1e-5, atol=1e-6)
