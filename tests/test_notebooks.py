@@ -28,3 +28,11 @@ def test_quickstart(tmp_path):
     assert (tmp_path / "quickstart_curves.png").stat().st_size > 10_000
     outputs = "".join(str(o) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "test accuracy" in outputs and "aopc" in outputs
+
+
+@pytest.mark.slow
+def test_amorim_reproduction(tmp_path):
+    nb = run_notebook("amorim_reproduction.ipynb", tmp_path)
+    assert (tmp_path / "runs" / "amorim_notebook" / "results.csv").exists()
+    outputs = "".join(str(o) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "study done" in outputs
