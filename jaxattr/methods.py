@@ -37,17 +37,25 @@ DEFAULTS = Composite((("maxpool", WinnerTakeAll()),))
 
 
 def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
-             composite: Composite, seed: str = "one", reference: Optional[Array] = None):
+             composite: Composite, seed: str = "one", reference: Optional[Array] = None,
+             reference_env: Optional[Callable] = None):
     """One rule-rewritten backward pass.
 
     Returns ``(cotangent at x, logits, target)``; ``target=None`` takes the argmax of the logits.
     ``seed``: ``"one"`` (one-hot on the target) or ``"logit"`` (one-hot times the logit).
-    ``reference``: evaluate the reference alongside and hand it to the rules (DeepLIFT).
+    ``reference``: evaluate the reference alongside and hand it to the rules (DeepLIFT);
+    ``reference_env(graph, segments, param_leaves) -> {var: value}`` builds that environment
+    another way (a reference shared by the batch, RevealCancel's Δ⁺/Δ⁻ ratios).
     """
     graph = trace(apply_fn, params, x)
-    assignment = (composite + DEFAULTS).assign(segment(graph))
+    segments = segment(graph)
+    assignment = (composite + DEFAULTS).assign(segments)
     p_leaves = jax.tree_util.tree_leaves(params)
-    ref_env = None if reference is None else environment(graph, p_leaves + [reference])
+    ref_env = None
+    if reference_env is not None:
+        ref_env = reference_env(graph, segments, p_leaves)
+    elif reference is not None:
+        ref_env = environment(graph, p_leaves + [reference])
 
     def f(x_):
         outs = run(graph, assignment, p_leaves + [x_], ref_env)
@@ -387,27 +395,19 @@ class DeepLIFT(Method):
         The reference is evaluated alongside x (one plain forward pass); when it is the same for
         every example (``shared``) it is evaluated on one example and broadcast, if the graph
         keeps the batch as the leading axis of every x-dependent value."""
-        graph = trace(apply_fn, params, x)
-        segments = segment(graph)
-        assignment = self.composite().assign(segments)
-        leaves = jax.tree_util.tree_leaves(params)
-        env_ref = None
-        if shared and x.shape[0] > 1:
-            env_ref = self._shared_reference_env(apply_fn, params, graph, leaves, ref[:1])
-        if env_ref is None:
-            env_ref = environment(graph, leaves + [ref])
-        if self.rule == "reveal_cancel":
-            env_x = environment(graph, leaves + [x])
-            env_ref = self._reveal_cancel_references(graph, segments, env_x, env_ref)
+        def reference_env(graph, segments, leaves):
+            env_ref = None
+            if shared and x.shape[0] > 1:
+                env_ref = self._shared_reference_env(apply_fn, params, graph, leaves, ref[:1])
+            if env_ref is None:
+                env_ref = environment(graph, leaves + [ref])
+            if self.rule == "reveal_cancel":
+                env_x = environment(graph, leaves + [x])
+                env_ref = self._reveal_cancel_references(graph, segments, env_x, env_ref)
+            return env_ref
 
-        def f(x_):
-            outs = run(graph, assignment, leaves + [x_], env_ref)
-            return jax.tree_util.tree_unflatten(graph.out_tree, outs)
-
-        logits, vjp = jax.vjp(f, x)
-        if target is None:
-            target = jnp.argmax(jax.lax.stop_gradient(logits), axis=-1)
-        return vjp(jax.nn.one_hot(target, logits.shape[-1], dtype=logits.dtype))[0]
+        return backward(apply_fn, params, x, target, self.composite(), "one",
+                        reference_env=reference_env)[0]
 
     @staticmethod
     def _shared_reference_env(apply_fn, params, graph, leaves, ref1):
