@@ -15,7 +15,8 @@ kind          what it matches                                                   
 ``maxpool``   ``reduce_window_max``, ``reduce_max``, ``max``/``min`` of two           gradient
               x-dependent tensors
 ``sum``       ``reduce_sum``, ``reduce_window_sum`` (average pooling), ``add``/``sub``  gradient
-              of two x-dependent tensors (skip connections)
+              of two x-dependent tensors (skip connections), with the affine chain
+              after it (an average pool's division: rules see the mean)
 ``scale``     a lone elementwise affine op with a constant operand                   gradient
 plumbing      reshape, transpose, broadcast, slicing, concatenation, padding, …      gradient
 ============  =====================================================================  ===========
@@ -119,10 +120,11 @@ def segment(graph: Graph) -> list:
         prim = node.prim
         uniq = list(dict.fromkeys(t_ins))
 
-        # 1. extend an affine chain: `z = lin(x, W)` followed by `z + b`, `z * s`, ...
+        # 1. extend an affine chain: `z = lin(x, W)` followed by `z + b`, `z * s`, ... (also after a
+        #    sum: an average pool is a window sum and a division, and rules see the mean)
         if prim in AFFINE_CONST and len(uniq) == 1:
             seg = owner.get(uniq[0])
-            if (seg is not None and seg.kind in LINEAR_KINDS and seg.output == uniq[0]
+            if (seg is not None and seg.kind in LINEAR_KINDS + ("sum",) and seg.output == uniq[0]
                     and n_users(uniq[0]) == 1 and _affine_operand_ok(node, uniq[0])):
                 seg.nodes.append(node)
                 seg.output = node.outs[0]

@@ -79,6 +79,7 @@ import jax.numpy as jnp
 
 from .activation import Rescale
 from .base import Rule
+from .pooling import WinnerTakeAll
 
 MAXPOOL_MODES = ("interpolate", "gradient")
 
@@ -112,8 +113,8 @@ class DeepLIFTMax(Rule):
             raise ValueError(f"DeepLIFTMax mode must be one of {MAXPOOL_MODES}, got {self.mode!r}")
 
     def backward(self, view, inputs, output, cotangent, reference):
-        if self.mode == "gradient":
-            return jax.vjp(view.fn, *inputs)[1](cotangent)
+        if self.mode == "gradient":  # the routing at x, ties to the first maximum
+            return WinnerTakeAll().backward(view, inputs, output, cotangent, reference)
         _require_reference(reference, self)
         inputs, reference = tuple(inputs), tuple(reference_value(r) for r in reference)
         deltas = tuple(x - x0 for x, x0 in zip(inputs, reference))

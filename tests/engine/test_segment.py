@@ -29,8 +29,10 @@ def test_linen_segments_fold_bias_and_batchnorm():
     model, x = BNResNet(), jnp.ones((2, 6, 6, 2))
     params = model.init(jax.random.key(0), x)
     segs = segment(trace(model.apply, params, x))
-    assert [s.kind for s in segs] == ["conv", "activation", "conv", "sum", "sum", "scale",
+    # the average pool is one "sum" segment: window sum and division (rules see the mean)
+    assert [s.kind for s in segs] == ["conv", "activation", "conv", "sum", "sum",
                                       "activation", "maxpool", "dense"]
+    assert [n.prim for n in segs[4].nodes] == ["reduce_window_sum", "div"]
     first = segs[0]
     # conv + bias add + batch norm (sub, mul, add) is one layer
     assert [n.prim for n in first.nodes] == ["conv_general_dilated", "add", "sub", "mul", "add"]
