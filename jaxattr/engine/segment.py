@@ -245,28 +245,33 @@ def _finish(segments, graph: Graph, users) -> None:
 
 
 _NONNEG_ACTIVATIONS = frozenset({"relu", "relu6", "softplus", "sigmoid", "logistic"})
-_NONNEG_PASS = PLUMBING | MAXES | {"reduce_window_sum", "reduce_sum"}
+_NONNEG_PASS = (PLUMBING - {"pad"}) | MAXES | {"reduce_window_sum", "reduce_sum"}
 
 
 def _mark_nonneg(segments, graph: Graph) -> None:
-    """Mark linear layers whose input is provably >= 0 (a ReLU output, possibly pooled/reshaped)."""
+    """Mark linear layers whose input is provably >= 0: a ReLU-like output, possibly pooled,
+    reshaped or concatenated with other such values (an optimisation: rules skip x⁻ terms)."""
+    import jax.numpy as jnp
+
     nonneg: set = set()
-    producer = {o: n for n in graph.nodes for o in n.outs}
     seg_of_out = {s.output: s for s in segments}
+
+    def floats_nonneg(node):
+        ins = [a for a in node.ins
+               if isinstance(a, Lit) or jnp.issubdtype(graph.avals[a].dtype, jnp.inexact)]
+        return bool(ins) and all(is_var(a) and a in nonneg for a in ins)
+
     for node in graph.nodes:
         seg = seg_of_out.get(node.outs[0])
         if seg is not None and seg.kind == "activation" and len(seg.nodes) == 1:
             n0 = seg.nodes[0]
             if activation_name(n0) in _NONNEG_ACTIVATIONS or (n0.prim == "max" and _const_zero_operand(n0)):
                 nonneg.add(seg.output)
-        elif node.prim in _NONNEG_PASS and all(
-                (not is_var(a)) or a in nonneg or a not in graph.tainted for a in node.ins[:1]):
-            if node.ins and is_var(node.ins[0]) and node.ins[0] in nonneg:
-                nonneg.update(node.outs)
+        elif node.prim in _NONNEG_PASS and floats_nonneg(node):
+            nonneg.update(node.outs)
     for seg in segments:
         if seg.kind in LINEAR_KINDS:
             seg.nonneg_input = seg.inputs[0] in nonneg
-    del producer
 
 
 def activation_name(node: Node) -> str:

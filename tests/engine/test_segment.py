@@ -124,3 +124,13 @@ def test_stop_gradient_removes_dependence():
     fn = lambda p, x: jax.lax.stop_gradient(jnp.sort(x, axis=-1)) + x @ p
     # the sorted copy is a constant for the rules: it becomes the dense layer's bias
     assert kinds(fn, jnp.ones((3, 3)), jnp.ones((2, 3))) == ["dense"]
+
+
+def test_nonneg_input_only_when_every_float_input_is_nonneg():
+    """ZPlus/Gamma skip x⁻ terms on inputs known >= 0; a concatenation with a signed tensor is not."""
+    p = {"a": jnp.ones((3, 2)), "b": -jnp.ones((3, 2)), "c": jnp.ones((4, 2))}
+    mixed = lambda p, x: jnp.concatenate([jax.nn.relu(x @ p["a"]), x @ p["b"]], -1) @ p["c"]
+    relu = lambda p, x: jnp.concatenate([jax.nn.relu(x @ p["a"])] * 2, -1) @ p["c"]
+    last = lambda f: [s for s in segment(trace(f, p, jnp.ones((2, 3)))) if s.kind == "dense"][-1]
+    assert not last(mixed).nonneg_input
+    assert last(relu).nonneg_input
