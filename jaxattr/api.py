@@ -9,7 +9,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .engine.segment import UnsupportedPrimitiveError
 from .methods import Gradient, Method
 
 Array = jax.Array
@@ -56,8 +55,6 @@ def _check_target(target, batch: int):
 def _check_output(apply_fn, params, x):
     try:
         out = jax.eval_shape(apply_fn, params, x)
-    except UnsupportedPrimitiveError:
-        raise
     except Exception as err:  # the model itself rejects x: say so, keep the model's message
         raise ValueError(f"apply_fn(params, x) failed for x of shape {x.shape} and dtype {x.dtype}; "
                          f"does x match what the model expects? The model said: "

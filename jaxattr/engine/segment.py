@@ -31,6 +31,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+import jax.numpy as jnp
+
 from .trace import Graph, Lit, Node, is_var
 
 LINEAR_KINDS = ("dense", "conv")
@@ -251,8 +253,6 @@ _NONNEG_PASS = (PLUMBING - {"pad"}) | MAXES | {"reduce_window_sum", "reduce_sum"
 def _mark_nonneg(segments, graph: Graph) -> None:
     """Mark linear layers whose input is provably >= 0: a ReLU-like output, possibly pooled,
     reshaped or concatenated with other such values (an optimisation: rules skip x⁻ terms)."""
-    import jax.numpy as jnp
-
     nonneg: set = set()
     seg_of_out = {s.output: s for s in segments}
 
