@@ -13,6 +13,7 @@ from . import engine as engine
 from . import evaluation as evaluation
 from . import rules as rules
 from . import weight_norm as weight_norm
+from . import xla as xla
 from .api import attribute as attribute
 from .api import explain as explain
 from .engine import UnsupportedPrimitiveError as UnsupportedPrimitiveError
@@ -31,4 +32,4 @@ __version__ = "0.1.0"
 
 __all__ = ["attribute", "explain", "Method", "Gradient", "GradientXInput", "IntegratedGradients",
            "SmoothGrad", "DeconvNet", "GuidedBackprop", "DeepTaylor", "LRP", "DeepLIFT", "rules",
-           "composites", "engine", "evaluation", "weight_norm", "UnsupportedPrimitiveError"]
+           "composites", "engine", "evaluation", "weight_norm", "xla", "UnsupportedPrimitiveError"]

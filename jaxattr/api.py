@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .methods import Gradient, Method
+from .xla import backward_options
 
 Array = jax.Array
 
@@ -91,7 +92,8 @@ def explain(apply_fn: Callable, method: Method = Gradient()) -> Callable:
     if not isinstance(method, Method):
         raise TypeError(f"method must be a jaxattr method (ja.Gradient(), ja.LRP(...), ...), got "
                         f"{type(method).__name__}")
-    jitted = jax.jit(functools.partial(_attribute, apply_fn, method))
+    jitted = jax.jit(functools.partial(_attribute, apply_fn, method),
+                     compiler_options=backward_options())
     n_classes: dict = {}  # per input signature
 
     def fn(params, x, target=None, key=None):

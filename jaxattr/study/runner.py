@@ -30,6 +30,7 @@ from .. import methods as M
 from ..api import explain
 from ..data import load_dataset
 from ..evaluation import evaluate
+from ..models.conv import patches_conv
 from ..models.paper_cnn import PaperCNN
 from ..training.checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from ..training.configs import PAPER_DECAYS, Config
@@ -61,6 +62,9 @@ METHODS: dict = {
 PAPER_METHODS = ("gradient", "deconvnet", "guided_backprop", "deep_taylor", "lrp")
 DATASETS = ("digits", "cifar10")
 WIDTHS = {"paper": dict(features=(32, 64, 128), dense=512), "small": dict(features=(8, 16, 32), dense=64)}
+
+#: Largest image side the study trains with the im2col convolution on CPU (see _training_model).
+PATCHES_MAX_SIDE = 16
 
 #: Model evaluations per compiled perturbation block: bounds memory on large test folds.
 EVAL_CHUNK = 2048
@@ -125,6 +129,16 @@ class StudyResult:
 
 def _model(config: StudyConfig, n_classes: int) -> PaperCNN:
     return PaperCNN(num_classes=n_classes, **WIDTHS[config.training["width"]])
+
+
+def _training_model(model: PaperCNN, image_shape: Sequence[int]) -> PaperCNN:
+    """The model the study trains: on XLA's CPU backend small images (digits' 8×8) train about
+    4× faster with the im2col convolution (:func:`jaxattr.models.patches_conv`; measured 10 ms
+    against 45 ms per batch-64 step of the paper CNN). Parameters are the same, so the units
+    are explained with ``model`` itself."""
+    if jax.default_backend() == "cpu" and max(image_shape[:2]) <= PATCHES_MAX_SIDE:
+        return model.clone(conv_general_dilated=patches_conv)
+    return model
 
 
 def _grid_config(unit: Unit) -> Config:
@@ -218,7 +232,8 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, 
         if eval_size:
             x_te, y_te = x_te[:eval_size], y_te[:eval_size]
         fold_units = [u for u in config.units() if u.fold == fold]
-        trained += _train_fold(store, model, fold_units, (x_tr, y_tr, x_val, y_val), fold, progress)
+        trained += _train_fold(store, _training_model(model, x.shape[1:]), fold_units,
+                               (x_tr, y_tr, x_val, y_val), fold, progress)
         for unit, missing in by_fold[fold]:
             bar.set_postfix_str(unit.key)
             _evaluate_unit(store, model, unit, missing, x_te, y_te, progress)

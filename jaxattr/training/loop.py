@@ -56,6 +56,7 @@ from jaxattr.training.groups import (
 )
 from jaxattr.training.history import TrainHistory
 from jaxattr.training.l2 import grouped_adam_l2
+from jaxattr.xla import backward_options
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -142,7 +143,10 @@ def _compile(model, label_leaves, label_treedef, static_args, grid, mesh) -> _Co
     # The optimiser state does not depend on the decay values.
     zero = {label: 0.0 for label in set(label_leaves) - {NOT_DECAYED}}
     tx = grouped_adam_l2(static["learning_rate"], zero, labels, coupled=static["coupled"])
-    return _Compiled(*(jax.jit(fn, donate_argnums=0) for fn in fns), jax.jit(tx.init))
+    # The train step has a backward pass: multi-threaded convolutions on CPU (see jaxattr.xla).
+    options = [backward_options(), {}, {}]
+    return _Compiled(*(jax.jit(fn, donate_argnums=0, compiler_options=o) for fn, o in zip(fns, options)),
+                     jax.jit(tx.init))
 
 
 def _compiled(
