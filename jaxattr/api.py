@@ -92,8 +92,10 @@ def explain(apply_fn: Callable, method: Method = Gradient()) -> Callable:
     if not isinstance(method, Method):
         raise TypeError(f"method must be a jaxattr method (ja.Gradient(), ja.LRP(...), ...), got "
                         f"{type(method).__name__}")
-    jitted = jax.jit(functools.partial(_attribute, apply_fn, method),
-                     compiler_options=backward_options())
+    compute = functools.partial(_attribute, apply_fn, method)
+    # Compiler options apply to a top-level program only; inside a user's jit/grad/vmap the
+    # outer program's options hold.
+    top_level, nested = jax.jit(compute, compiler_options=backward_options()), jax.jit(compute)
     n_classes: dict = {}  # per input signature
 
     def fn(params, x, target=None, key=None):
@@ -103,7 +105,9 @@ def explain(apply_fn: Callable, method: Method = Gradient()) -> Callable:
             n_classes[sig] = _check_output(apply_fn, params, x)
         target = _check_target(target, x.shape[0])
         _check_values(x, target, n_classes[sig])
-        return jitted(params, x, target, key)
+        traced = any(isinstance(leaf, jax.core.Tracer)
+                     for leaf in jax.tree_util.tree_leaves((params, x, target, key)))
+        return (nested if traced else top_level)(params, x, target, key)
 
     return fn
 

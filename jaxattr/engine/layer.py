@@ -140,9 +140,10 @@ class LinearView(View):
         for key, wk in parts.items():
             out = self.lin(inp, wk)
             z = z + (out if scales[key] is None else scales[key] * out)
-        return z + self._bias(bias)
+        return z + self.bias_term(bias)
 
-    def _bias(self, bias: Modifier):
+    def bias_term(self, bias: Modifier):
+        """The modified folded bias alone (``0.0`` when the layer has none)."""
         c = self.bias
         if c is None:
             return 0.0

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 from jax.extend import core as jcore
+from .fast import fast_impl
 
 # Primitives whose jaxpr is inlined (a plain call: no custom derivative, no control flow).
 _INLINE = frozenset({"jit", "pjit", "closed_call", "core_call", "remat", "checkpoint"})
@@ -45,7 +46,7 @@ class Node:
     outs: tuple  # of int
     name: str  # module path from the name stack ("" when the model gives none, e.g. NNX)
     index: int = -1
-    impl: Any = None  # an exactly equivalent, faster implementation (see _fast_impl)
+    impl: Any = None  # a faster implementation (see jaxattr.engine.fast)
 
     @property
     def prim(self) -> str:
@@ -147,35 +148,10 @@ class _Builder:
             outs = tuple(self.new(v) for v in eqn.outvars)
             env.update(zip(eqn.outvars, outs))
             node = Node(eqn.primitive, dict(eqn.params), tuple(ins), outs, name, len(self.nodes))
-            node.impl = _fast_impl(node, [self.avals.get(a) if not isinstance(a, Lit) else None
+            node.impl = fast_impl(node, [self.avals.get(a) if not isinstance(a, Lit) else None
                                           for a in ins])
             self.nodes.append(node)
         return [self.read(env, a) for a in jaxpr.outvars]
-
-
-def _fast_impl(node: Node, in_avals):
-    """A faster, value-identical implementation of some primitives on XLA CPU.
-
-    ``reduce_window_max`` with non-overlapping, unpadded, undilated windows that tile the input
-    (``nn.max_pool(x, (2, 2), (2, 2))`` on even sizes) becomes reshape + ``reduce_max``: the same
-    values, and a faster forward on XLA CPU. Its backward is the max-pool rule's
-    (:class:`jaxattr.rules.WinnerTakeAll` by default), never ``select_and_scatter``.
-    """
-    if node.prim != "reduce_window_max" or in_avals[0] is None:
-        return None
-    p = node.params
-    shape, win, stride = in_avals[0].shape, p["window_dimensions"], p["window_strides"]
-    if (tuple(win) != tuple(stride) or any(lo or hi for lo, hi in p["padding"])
-            or any(d != 1 for d in p["base_dilation"]) or any(d != 1 for d in p["window_dilation"])
-            or any(n % w for n, w in zip(shape, win))):
-        return None
-    split = tuple(d for n, w in zip(shape, win) for d in (n // w, w))
-    axes = tuple(2 * i + 1 for i in range(len(shape)))
-
-    def impl(x):
-        return jax.lax.reduce_max(x.reshape(split), axes)
-
-    return impl
 
 
 def _sub_jaxpr(eqn):

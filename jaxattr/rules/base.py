@@ -88,22 +88,25 @@ def propagate(view, x, output, relevance, groups: Sequence[Group], epsilon: floa
     nonneg = view.segment.nonneg_input
     total = 0.0
     for group in groups:
-        # x⁻ = 0 on a non-negative input: a term on x⁻ without bias contributes nothing
-        terms = [t for t in group.terms if not (nonneg and t.input == "neg" and not t.bias)]
-        parts = []
-        for t in terms:
+        parts, den = [], 0.0
+        for t in group.terms:
+            if nonneg and t.input == "neg":
+                # x⁻ = 0 on a non-negative input: the term is its bias alone and passes no
+                # relevance (no convolution, no transposed convolution)
+                den = den + t.sign * view.bias_term(t.bias)
+                continue
             inp = _input(t.input, x)
             z, vjp = jax.vjp(lambda i, t=t: view.z(i, t.weight, t.bias), inp)
-            parts.append((t, inp, z, vjp))
-        den = sum(t.sign * z for t, _, z, _ in parts)
+            parts.append((t, inp, vjp))
+            den = den + t.sign * z
         scaled = safe_div(relevance, stabilize(den, epsilon))
         if group.where == "pos":
             scaled = jnp.where(output > 0, scaled, 0.0)
         elif group.where == "neg":
             scaled = jnp.where(output < 0, scaled, 0.0)
-        for t, inp, _, vjp in parts:
+        for t, inp, vjp in parts:
             total = total + (group.coef * t.sign) * inp * vjp(scaled)[0]
-    return total
+    return jnp.zeros_like(x) if isinstance(total, float) else total
 
 
 @dataclasses.dataclass(frozen=True)
