@@ -275,3 +275,19 @@ def test_audit_names_composite_rules():
     assert by_kind[("dense", "SpecNet/Dense_1")] == {repr(R.Epsilon(0.01))}
     assert by_kind[("maxpool", "SpecNet")] == {"gradient"}
     assert by_kind[("activation", "SpecNet")] == {"Pass()"}
+
+
+def test_terms_on_the_negative_part_of_a_nonnegative_input_are_bias_only():
+    """After a ReLU, x⁻ = 0: an x⁻ term adds only its bias to the denominator and passes no
+    relevance; a rule made of x⁻ terms alone passes zeros."""
+    from jaxattr.rules.base import Group, LayerRule, Term
+
+    class OnlyNegative(LayerRule):
+        def groups(self):
+            return (Group((Term("neg", (("neg", 1.0),), (("neg", 1.0),)),)),)
+
+    f = lambda p, x: jax.nn.relu(x @ p["w1"]) @ p["w2"] + p["b"]
+    p = {"w1": jnp.ones((3, 4)), "w2": jnp.ones((4, 2)), "b": -jnp.ones(2)}
+    comp = ja.composites.Composite((("last", OnlyNegative(epsilon=0.0)),))
+    got = ja.attribute(f, p, jnp.ones((2, 3)), method=ja.LRP(comp))
+    np.testing.assert_array_equal(got, np.zeros((2, 3)))

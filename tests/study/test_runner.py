@@ -106,3 +106,16 @@ def test_every_named_method_is_a_method():
     assert set(runner.PAPER_METHODS) <= set(runner.METHODS)
     assert all(isinstance(m, ja.Method) for m in runner.METHODS.values())
     assert np.all([hash(m) == hash(m) for m in runner.METHODS.values()])
+
+
+def test_small_images_train_with_the_im2col_convolution_on_cpu():
+    import jax
+
+    from jaxattr.models.conv import patches_conv
+
+    model = runner.PaperCNN()
+    small = runner._training_model(model, (8, 8, 1))
+    large = runner._training_model(model, (32, 32, 3))
+    assert large is model
+    if jax.default_backend() == "cpu":
+        assert small.conv_general_dilated is patches_conv
