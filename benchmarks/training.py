@@ -17,8 +17,13 @@ compilations not counted).
 :func:`jaxattr.models.patches_conv` (``patches``, an im2col matrix product that
 vmaps into a batched matrix product instead of a grouped convolution).
 
+``--dataset cifar-shaped`` trains on random data of CIFAR-10's shape (32×32×3, 10
+classes, 1024 training and 128 validation examples; nothing to download). ``xla_options``
+records the compiler options of the train step (:func:`jaxattr.xla.backward_options`); run
+with ``JAXATTR_XLA_DEFAULTS=1`` to time XLA's defaults in comparison.
+
 Usage: python benchmarks/training.py [--model paper|small] [--epochs 2]
-       [--conv xla|patches|both]
+       [--conv xla|patches|both] [--dataset digits|cifar-shaped] [--no-grid]
 """
 from __future__ import annotations
 
@@ -27,11 +32,13 @@ import json
 import time
 
 import jax
+import numpy as np
 
 from jaxattr.data import load_digits
 from jaxattr.models import PaperCNN, patches_conv, small_paper_cnn
 from jaxattr.training import init_params, paper_configs, train, train_grid
 from jaxattr.training.cv import split_fold, stratified_folds
+from jaxattr.xla import backward_options
 
 
 def timed(fn):
@@ -47,6 +54,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--conv", choices=["xla", "patches", "both"], default="both")
+    parser.add_argument("--dataset", choices=["digits", "cifar-shaped"], default="digits")
+    parser.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the vmapped 41-configuration grid")
     args = parser.parse_args()
     convs = ["xla", "patches"] if args.conv == "both" else [args.conv]
     for conv in convs:
@@ -55,9 +65,15 @@ def main() -> None:
 
 def run_all(args: argparse.Namespace, conv: str) -> None:
     """Benchmark one configuration, then the 41-configuration grid."""
-    x, y = load_digits()
-    fold = stratified_folds(y, 10, seed=0)[0]
-    x_tr, y_tr, x_val, y_val, _, _ = split_fold(x, y, fold)
+    if args.dataset == "digits":
+        x, y = load_digits()
+        fold = stratified_folds(y, 10, seed=0)[0]
+        x_tr, y_tr, x_val, y_val, _, _ = split_fold(x, y, fold)
+    else:
+        rng = np.random.default_rng(0)
+        x = rng.uniform(size=(1152, 32, 32, 3)).astype(np.float32)
+        y = (np.arange(1152) % 10).astype(np.int32)
+        x_tr, y_tr, x_val, y_val = x[:1024], y[:1024], x[1024:], y[1024:]
     conv_fn = patches_conv if conv == "patches" else None
     model = (PaperCNN if args.model == "paper" else small_paper_cnn)(
         conv_general_dilated=conv_fn
@@ -70,7 +86,8 @@ def run_all(args: argparse.Namespace, conv: str) -> None:
     )
     n = len(x_tr)
     base = {"tool": "jaxattr", "batch": args.batch, "model": args.model, "conv": conv,
-            "dataset": "digits", "train_examples": n, "epochs": args.epochs,
+            "dataset": args.dataset, "train_examples": n, "epochs": args.epochs,
+            "xla_options": backward_options(),
             "device": jax.devices()[0].device_kind, "devices": jax.device_count()}
 
     def one(epochs):
@@ -82,7 +99,10 @@ def run_all(args: argparse.Namespace, conv: str) -> None:
                           strategy="vmap", **common)[0]
 
     results = {}
-    for what, run, k in (("train_one", one, 1), (f"train_grid_{len(configs)}", grid, len(configs))):
+    runs = [("train_one", one, 1)]
+    if args.grid:
+        runs.append((f"train_grid_{len(configs)}", grid, len(configs)))
+    for what, run, k in runs:
         compile_s, _ = timed(lambda: run(1))
         seconds, _ = timed(lambda: run(args.epochs))
         results[what] = seconds
