@@ -5,11 +5,12 @@ confidence drops) against a random-order baseline, and write tables and figures.
 
 Units of work are ``(dataset, fold, decay, group)``; decay 0 is one model per fold (group
 ``"none"``). Per fold, every configuration is trained at once as one vmapped program
-(:func:`jaxattr.training.loop.train_grid`) and each unit's parameters are checkpointed with orbax;
-then each unit is evaluated and its rows written atomically (:mod:`jaxattr.study.store`).
-A rerun skips finished units; a kill loses at most the fold grid being trained or the unit being
-evaluated, and the rerun reproduces the same numbers: the fold grid always has the same
-configurations (missing checkpoints retrain the whole grid), and every key derives from the seed.
+(:func:`jaxattr.training.loop.train_grid`; one model after another on CPU) and each unit's
+parameters are checkpointed with orbax; then each unit is evaluated and its rows written
+atomically (:mod:`jaxattr.study.store`). A rerun skips finished units; a kill loses at most the
+model being trained (on CPU; the fold grid on accelerators) or the unit being evaluated, and the
+rerun reproduces the same numbers: a model trains alone exactly as in its grid, a vmapped grid
+always has the same configurations, and every key derives from the seed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ..training.checkpoint import checkpoint_exists, load_checkpoint, save_check
 from ..training.configs import PAPER_DECAYS, Config
 from ..training.cv import split_fold, stratified_folds
 from ..training.groups import GROUPS
-from ..training.loop import train_grid
+from ..training.loop import grid_strategy, train_grid
 from .report import write_report
 from .store import BASELINE_GROUP, DROP_FRACTIONS, RANDOM_METHOD, ResultsStore, StudyConfig, Unit
 
@@ -152,21 +153,30 @@ def _unit_key(config: StudyConfig, unit: Unit) -> jax.Array:
 
 def _train_fold(store: ResultsStore, model, units: Sequence[Unit], data, fold: int,
                 progress: bool) -> int:
-    """Train the fold's whole grid if any of its units lacks a checkpoint; save the missing ones."""
+    """Train the fold's units that lack a checkpoint and checkpoint each one.
+
+    Sequentially (CPU) each model is checkpointed as soon as it is trained, so a kill loses at
+    most the model in training. As one vmapped program (accelerators) the whole fold grid is
+    trained whenever a unit lacks a checkpoint, so that every unit always comes from the same
+    grid (the same numbers after a resume); only the missing units are saved.
+    """
     missing = [u for u in units if not checkpoint_exists(store.checkpoint_dir(u))]
     if not missing:
         return 0
     t = store.config.training
     x_train, y_train, x_val, y_val = data
-    stacked, history = train_grid(
-        model, [_grid_config(u) for u in units], x_train, y_train, x_val, y_val,
-        epochs=t["epochs"], batch_size=t["batch_size"], learning_rate=t["learning_rate"],
-        patience=t["patience"], seed=store.config.seed * 1000 + fold, progress=progress)
-    for i, unit in enumerate(units):
-        if unit in missing:
-            pick = lambda a: np.asarray(a)[i]
-            save_checkpoint(store.checkpoint_dir(unit), jax.tree_util.tree_map(pick, stacked),
-                            type(history)(*map(pick, history)))
+    strategy = grid_strategy()
+    for batch in ([[u] for u in missing] if strategy == "sequential" else [units]):
+        stacked, history = train_grid(
+            model, [_grid_config(u) for u in batch], x_train, y_train, x_val, y_val,
+            epochs=t["epochs"], batch_size=t["batch_size"], learning_rate=t["learning_rate"],
+            patience=t["patience"], seed=store.config.seed * 1000 + fold, strategy=strategy,
+            progress=progress)
+        for i, unit in enumerate(batch):
+            if unit in missing:
+                pick = lambda a: np.asarray(a)[i]
+                save_checkpoint(store.checkpoint_dir(unit), jax.tree_util.tree_map(pick, stacked),
+                                type(history)(*map(pick, history)))
     return len(missing)
 
 

@@ -474,12 +474,7 @@ def train_grid(
       axis too.
     """
     configs = _check_configs(configs)
-    if strategy == "auto":
-        strategy = "sequential" if jax.default_backend() == "cpu" else "vmap"
-    if strategy not in ("vmap", "sequential"):
-        raise ValueError(
-            f"strategy must be 'vmap', 'sequential' or 'auto', got {strategy!r}"
-        )
+    strategy = grid_strategy(strategy)
     common = dict(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         patience=patience, seed=seed, coupled=coupled, params=params,
@@ -502,6 +497,18 @@ def train_grid(
     if checkpoint_dir is not None:
         save_checkpoint(checkpoint_dir, best, history)
     return best, history
+
+
+def grid_strategy(strategy: str = "auto") -> str:
+    """``"vmap"`` or ``"sequential"``: ``"auto"`` resolved for the default backend (see
+    :func:`train_grid`); anything else is a ``ValueError``."""
+    if strategy == "auto":
+        strategy = "sequential" if jax.default_backend() == "cpu" else "vmap"
+    if strategy not in ("vmap", "sequential"):
+        raise ValueError(
+            f"strategy must be 'vmap', 'sequential' or 'auto', got {strategy!r}"
+        )
+    return strategy
 
 
 def _stack_histories(histories: Sequence[TrainHistory]) -> TrainHistory:

@@ -71,6 +71,30 @@ def test_interrupted_run_resumes_to_identical_results(finished, data, tmp_path, 
     assert filecmp.cmp(tmp_path / "results.csv", out_full / "results.csv", shallow=False)
 
 
+def test_kill_during_training_loses_only_the_model_in_training(finished, data, tmp_path,
+                                                                 monkeypatch):
+    """On CPU every model is checkpointed as soon as it is trained."""
+    if runner.grid_strategy() != "sequential":
+        pytest.skip("vmapped grids are trained (and lost) as a whole")
+    out_full, _ = finished
+    real = runner.save_checkpoint
+    saved = []
+
+    def dies_at_second(*args, **kwargs):
+        if saved:
+            raise KeyboardInterrupt("simulated kill while the second model trains")
+        saved.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "save_checkpoint", dies_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_study(runner.study_config(**TINY), tmp_path, progress=False, data=data)
+    monkeypatch.setattr(runner, "save_checkpoint", real)
+    resumed = runner.run_study(runner.study_config(**TINY), tmp_path, progress=False, data=data)
+    assert resumed.models_trained == 3  # of 4: the first one was kept
+    assert filecmp.cmp(tmp_path / "results.csv", out_full / "results.csv", shallow=False)
+
+
 def test_adding_a_method_evaluates_only_it(finished, data):
     out, _ = finished
     more = dict(TINY, methods=("gradient", "lrp"))
