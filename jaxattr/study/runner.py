@@ -151,8 +151,19 @@ def _unit_key(config: StudyConfig, unit: Unit) -> jax.Array:
     return jax.random.fold_in(jax.random.key(config.seed), config.units().index(unit))
 
 
+def _models_to_train(store: ResultsStore, folds: Sequence[int]) -> int:
+    """How many models the given folds will train (a vmapped grid retrains its whole fold)."""
+    whole_grid = grid_strategy() == "vmap"
+    total = 0
+    for fold in folds:
+        units = [u for u in store.config.units() if u.fold == fold]
+        missing = [u for u in units if not checkpoint_exists(store.checkpoint_dir(u))]
+        total += len(units) if whole_grid and missing else len(missing)
+    return total
+
+
 def _train_fold(store: ResultsStore, model, units: Sequence[Unit], data, fold: int,
-                progress: bool) -> int:
+                progress: bool, models_bar=None) -> int:
     """Train the fold's units that lack a checkpoint and checkpoint each one.
 
     Sequentially (CPU) each model is checkpointed as soon as it is trained, so a kill loses at
@@ -177,6 +188,8 @@ def _train_fold(store: ResultsStore, model, units: Sequence[Unit], data, fold: i
                 pick = lambda a: np.asarray(a)[i]
                 save_checkpoint(store.checkpoint_dir(unit), jax.tree_util.tree_map(pick, stacked),
                                 type(history)(*map(pick, history)))
+        if models_bar is not None:
+            models_bar.update(len(batch))
     return len(missing)
 
 
@@ -237,19 +250,22 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, 
     trained = evaluated = 0
     eval_size = config.perturbation.get("eval_size")
     bar = tqdm(total=len(pending), desc="study units", unit="unit", disable=not progress)
+    models_bar = tqdm(total=_models_to_train(store, sorted(by_fold)), desc="models trained",
+                      unit="model", disable=not progress)
     for fold in sorted(by_fold):
         x_tr, y_tr, x_val, y_val, x_te, y_te = split_fold(x, y, folds[fold])
         if eval_size:
             x_te, y_te = x_te[:eval_size], y_te[:eval_size]
         fold_units = [u for u in config.units() if u.fold == fold]
         trained += _train_fold(store, _training_model(model, x.shape[1:]), fold_units,
-                               (x_tr, y_tr, x_val, y_val), fold, progress)
+                               (x_tr, y_tr, x_val, y_val), fold, progress, models_bar)
         for unit, missing in by_fold[fold]:
             bar.set_postfix_str(unit.key)
             _evaluate_unit(store, model, unit, missing, x_te, y_te, progress)
             evaluated += 1
             bar.update()
     bar.close()
+    models_bar.close()
     results_csv = store.write_results_csv()
     report = make_report(store)
     return StudyResult(Path(out), results_csv, report, evaluated, len(config.units()) - len(pending),

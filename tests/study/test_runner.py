@@ -143,3 +143,12 @@ def test_small_images_train_with_the_im2col_convolution_on_cpu():
     assert large is model
     if jax.default_backend() == "cpu":
         assert small.conv_general_dilated is patches_conv
+
+
+def test_models_to_train_counts_missing_checkpoints(finished, tmp_path):
+    from jaxattr.study.store import ResultsStore
+
+    out, _ = finished
+    config = runner.study_config(**TINY)
+    assert runner._models_to_train(ResultsStore(out, config), [0, 1]) == 0
+    assert runner._models_to_train(ResultsStore(tmp_path / "fresh", config), [0, 1]) == 4
