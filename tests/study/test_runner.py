@@ -138,8 +138,8 @@ def test_small_images_train_with_the_im2col_convolution_on_cpu():
     from jaxattr.models.conv import patches_conv
 
     model = runner.PaperCNN()
-    small = runner._training_model(model, (8, 8, 1))
-    large = runner._training_model(model, (32, 32, 3))
+    small = runner._fast_model(model, (8, 8, 1))
+    large = runner._fast_model(model, (32, 32, 3))
     assert large is model
     if jax.default_backend() == "cpu":
         assert small.conv_general_dilated is patches_conv
