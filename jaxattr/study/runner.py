@@ -187,8 +187,9 @@ def _train_fold(store: ResultsStore, model, units: Sequence[Unit], data, fold: i
         for i, unit in enumerate(batch):
             if unit in missing:
                 pick = lambda a: np.asarray(a)[i]
+                # overwrite: a directory without a complete checkpoint is left by a kill
                 save_checkpoint(store.checkpoint_dir(unit), jax.tree_util.tree_map(pick, stacked),
-                                type(history)(*map(pick, history)))
+                                type(history)(*map(pick, history)), overwrite=True)
         if models_bar is not None:
             models_bar.update(len(batch))
     return len(missing)
