@@ -152,3 +152,19 @@ def test_models_to_train_counts_missing_checkpoints(finished, tmp_path):
     config = runner.study_config(**TINY)
     assert runner._models_to_train(ResultsStore(out, config), [0, 1]) == 0
     assert runner._models_to_train(ResultsStore(tmp_path / "fresh", config), [0, 1]) == 4
+
+
+def test_an_incomplete_checkpoint_directory_is_retrained(finished, data, tmp_path):
+    """What a kill in the middle of a checkpoint write may leave: a directory without orbax's
+    metadata. The rerun trains that unit again and overwrites it."""
+    from jaxattr.study.store import ResultsStore
+
+    out_full, _ = finished
+    config = runner.study_config(**TINY)
+    store = ResultsStore(tmp_path, config)
+    partial = store.checkpoint_dir(config.units()[0])
+    partial.mkdir(parents=True)
+    (partial / "half-written").write_bytes(b"\0" * 10)
+    result = runner.run_study(config, tmp_path, progress=False, data=data)
+    assert result.models_trained == 4
+    assert filecmp.cmp(tmp_path / "results.csv", out_full / "results.csv", shallow=False)
