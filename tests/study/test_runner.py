@@ -57,21 +57,26 @@ def test_rerun_is_a_no_op(finished, data):
     assert (out / "results.csv").read_bytes() == before
 
 
-def test_interrupted_run_resumes_to_identical_results(finished, data, tmp_path, monkeypatch):
-    calls = {"n": 0}
-    real = runner._evaluate_unit
+def _killed_then_resumed(monkeypatch, tmp_path, data, function: str, survives: int):
+    """Run TINY with ``runner.<function>`` dying on call ``survives + 1``, then resume it."""
+    real = getattr(runner, function)
+    calls = []
 
-    def dies_after_one(*args, **kwargs):
-        if calls["n"] == 1:
-            raise KeyboardInterrupt("simulated kill")
-        calls["n"] += 1
+    def dies(*args, **kwargs):
+        if len(calls) == survives:
+            raise KeyboardInterrupt(f"simulated kill in {function}")
+        calls.append(None)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "_evaluate_unit", dies_after_one)
+    monkeypatch.setattr(runner, function, dies)
     with pytest.raises(KeyboardInterrupt):
         runner.run_study(runner.study_config(**TINY), tmp_path, progress=False, data=data)
-    monkeypatch.setattr(runner, "_evaluate_unit", real)
-    resumed = runner.run_study(runner.study_config(**TINY), tmp_path, progress=False, data=data)
+    monkeypatch.setattr(runner, function, real)
+    return runner.run_study(runner.study_config(**TINY), tmp_path, progress=False, data=data)
+
+
+def test_interrupted_run_resumes_to_identical_results(finished, data, tmp_path, monkeypatch):
+    resumed = _killed_then_resumed(monkeypatch, tmp_path, data, "_evaluate_unit", survives=1)
     # fold 0's checkpoints were kept: only fold 1 (never reached) is trained
     assert resumed.units_skipped == 1 and resumed.models_trained == 2
     assert filecmp.cmp(tmp_path / "results.csv", _reference(finished), shallow=False)
@@ -82,20 +87,7 @@ def test_kill_during_training_loses_only_the_model_in_training(finished, data, t
     """On CPU every model is checkpointed as soon as it is trained."""
     if runner.grid_strategy() != "sequential":
         pytest.skip("vmapped grids are trained (and lost) as a whole")
-    real = runner.save_checkpoint
-    saved = []
-
-    def dies_at_second(*args, **kwargs):
-        if saved:
-            raise KeyboardInterrupt("simulated kill while the second model trains")
-        saved.append(args[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(runner, "save_checkpoint", dies_at_second)
-    with pytest.raises(KeyboardInterrupt):
-        runner.run_study(runner.study_config(**TINY), tmp_path, progress=False, data=data)
-    monkeypatch.setattr(runner, "save_checkpoint", real)
-    resumed = runner.run_study(runner.study_config(**TINY), tmp_path, progress=False, data=data)
+    resumed = _killed_then_resumed(monkeypatch, tmp_path, data, "save_checkpoint", survives=1)
     assert resumed.models_trained == 3  # of 4: the first one was kept
     assert filecmp.cmp(tmp_path / "results.csv", _reference(finished), shallow=False)
 
