@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["NARROW_CHANNELS", "fast_impl", "narrow_conv", "tiled_max_pool"]
+__all__ = ["NARROW_CHANNELS", "fast_impl", "narrow_conv", "split_windows", "tiled_max_pool",
+           "window_tiles"]
 
 #: Input channels up to which a stride-1 convolution gets the im2col backward.
 NARROW_CHANNELS = 4
@@ -36,16 +37,30 @@ def fast_impl(node, in_avals: Sequence[Any]) -> Optional[Callable]:
     return make(node, in_avals)
 
 
+def window_tiles(params) -> Optional[tuple]:
+    """The window of a ``reduce_window_max`` whose windows do not overlap (window = stride, no
+    padding, no dilation), or ``None``."""
+    win = tuple(params["window_dimensions"])
+    if (win != tuple(params["window_strides"]) or any(lo or hi for lo, hi in params["padding"])
+            or any(d != 1 for d in params["base_dilation"])
+            or any(d != 1 for d in params["window_dilation"])):
+        return None
+    return win
+
+
+def split_windows(shape: Sequence[int], win: Sequence[int]) -> tuple[tuple, tuple]:
+    """``(split, axes)``: ``x.reshape(split)`` has each window along ``axes`` (``shape`` a
+    multiple of ``win``), so the pool is ``max(x.reshape(split), axes)``."""
+    split = tuple(d for n, w in zip(shape, win) for d in (n // w, w))
+    return split, tuple(2 * i + 1 for i in range(len(win)))
+
+
 def tiled_max_pool(node, in_avals) -> Optional[Callable]:
     """``reduce_window_max`` whose windows tile the input → reshape + ``reduce_max``."""
-    p = node.params
-    shape, win, stride = in_avals[0].shape, p["window_dimensions"], p["window_strides"]
-    if (tuple(win) != tuple(stride) or any(lo or hi for lo, hi in p["padding"])
-            or any(d != 1 for d in p["base_dilation"]) or any(d != 1 for d in p["window_dilation"])
-            or any(n % w for n, w in zip(shape, win))):
+    shape, win = in_avals[0].shape, window_tiles(node.params)
+    if win is None or any(n % w for n, w in zip(shape, win)):
         return None
-    split = tuple(d for n, w in zip(shape, win) for d in (n // w, w))
-    axes = tuple(2 * i + 1 for i in range(len(shape)))
+    split, axes = split_windows(shape, win)
 
     def impl(x):
         return lax.reduce_max(x.reshape(split), axes)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 from jax.extend import core as jcore
+
 from .fast import fast_impl
 
 # Primitives whose jaxpr is inlined (a plain call: no custom derivative, no control flow).

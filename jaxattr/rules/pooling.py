@@ -20,6 +20,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from ..engine.fast import split_windows, window_tiles
 from .base import Rule
 
 #: windows larger than this route through an argmax instead of one view per offset
@@ -32,16 +33,12 @@ def _window_form(node, x):
     p = node.params
     if node.prim == "reduce_max":
         return x, tuple(p["axes"])
-    if node.prim != "reduce_window_max":
-        return None
-    win, stride = tuple(p["window_dimensions"]), tuple(p["window_strides"])
-    if (win != stride or any(lo or hi for lo, hi in p["padding"])
-            or any(d != 1 for d in p["base_dilation"]) or any(d != 1 for d in p["window_dilation"])):
+    win = window_tiles(p) if node.prim == "reduce_window_max" else None
+    if win is None:
         return None
     covered = tuple((n // w) * w for n, w in zip(x.shape, win))  # VALID: the tail is dropped
-    x = x[tuple(slice(0, c) for c in covered)]
-    split = tuple(d for c, w in zip(covered, win) for d in (c // w, w))
-    return x.reshape(split), tuple(2 * i + 1 for i in range(len(win)))
+    split, axes = split_windows(covered, win)
+    return x[tuple(slice(0, c) for c in covered)].reshape(split), axes
 
 
 def first_max_vjp(xr, axes, y, ct):

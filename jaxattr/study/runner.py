@@ -152,47 +152,52 @@ def _unit_key(config: StudyConfig, unit: Unit) -> jax.Array:
     return jax.random.fold_in(jax.random.key(config.seed), config.units().index(unit))
 
 
+def _training_batches(store: ResultsStore, units: Sequence[Unit]) -> list[list[Unit]]:
+    """The trainings a fold's ``units`` still need, each a list of units trained together.
+
+    Sequentially (CPU) each unit lacking a checkpoint is trained alone, so a kill loses at most
+    the model in training. As one vmapped program (accelerators) the whole fold grid is trained
+    whenever a unit lacks a checkpoint, so that every unit always comes from the same grid (the
+    same numbers after a resume)."""
+    missing = [u for u in units if not checkpoint_exists(store.checkpoint_dir(u))]
+    if grid_strategy() == "sequential":
+        return [[u] for u in missing]
+    return [list(units)] if missing else []
+
+
+def _fold_units(config: StudyConfig, fold: int) -> list[Unit]:
+    return [u for u in config.units() if u.fold == fold]
+
+
 def _models_to_train(store: ResultsStore, folds: Sequence[int]) -> int:
-    """How many models the given folds will train (a vmapped grid retrains its whole fold)."""
-    whole_grid = grid_strategy() == "vmap"
-    total = 0
-    for fold in folds:
-        units = [u for u in store.config.units() if u.fold == fold]
-        missing = [u for u in units if not checkpoint_exists(store.checkpoint_dir(u))]
-        total += len(units) if whole_grid and missing else len(missing)
-    return total
+    """How many models the given folds will train."""
+    return sum(len(batch) for fold in folds
+               for batch in _training_batches(store, _fold_units(store.config, fold)))
 
 
 def _train_fold(store: ResultsStore, model, units: Sequence[Unit], data, fold: int,
                 progress: bool, models_bar=None) -> int:
-    """Train the fold's units that lack a checkpoint and checkpoint each one.
-
-    Sequentially (CPU) each model is checkpointed as soon as it is trained, so a kill loses at
-    most the model in training. As one vmapped program (accelerators) the whole fold grid is
-    trained whenever a unit lacks a checkpoint, so that every unit always comes from the same
-    grid (the same numbers after a resume); only the missing units are saved.
-    """
-    missing = [u for u in units if not checkpoint_exists(store.checkpoint_dir(u))]
-    if not missing:
-        return 0
+    """Train what the fold's ``units`` still need (:func:`_training_batches`) and checkpoint
+    every unit that lacked one. Returns how many units were checkpointed."""
     t = store.config.training
     x_train, y_train, x_val, y_val = data
-    strategy = grid_strategy()
-    for batch in ([[u] for u in missing] if strategy == "sequential" else [units]):
+    saved = 0
+    for batch in _training_batches(store, units):
         stacked, history = train_grid(
             model, [_grid_config(u) for u in batch], x_train, y_train, x_val, y_val,
             epochs=t["epochs"], batch_size=t["batch_size"], learning_rate=t["learning_rate"],
-            patience=t["patience"], seed=store.config.seed * 1000 + fold, strategy=strategy,
+            patience=t["patience"], seed=store.config.seed * 1000 + fold, strategy=grid_strategy(),
             progress=progress)
         for i, unit in enumerate(batch):
-            if unit in missing:
+            if not checkpoint_exists(store.checkpoint_dir(unit)):
                 pick = lambda a: np.asarray(a)[i]
                 # overwrite: a directory without a complete checkpoint is left by a kill
                 save_checkpoint(store.checkpoint_dir(unit), jax.tree_util.tree_map(pick, stacked),
                                 type(history)(*map(pick, history)), overwrite=True)
+                saved += 1
         if models_bar is not None:
             models_bar.update(len(batch))
-    return len(missing)
+    return saved
 
 
 def _in_batches(fn, size: int = 256):
@@ -262,7 +267,7 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, 
         x_tr, y_tr, x_val, y_val, x_te, y_te = split_fold(x, y, folds[fold])
         if eval_size:
             x_te, y_te = x_te[:eval_size], y_te[:eval_size]
-        fold_units = [u for u in config.units() if u.fold == fold]
+        fold_units = _fold_units(config, fold)
         trained += _train_fold(store, fast_model, fold_units, (x_tr, y_tr, x_val, y_val), fold,
                                progress, models_bar)
         for unit, missing in by_fold[fold]:
