@@ -38,6 +38,7 @@ METHODS = {
     "lrp.epsilon": ja.LRP(ja.rules.Epsilon()),
     "lrp.epsilon_plus_flat": ja.LRP(ja.composites.epsilon_plus_flat()),
     "lrp.epsilon_gamma_box": ja.LRP(ja.composites.epsilon_gamma_box(0.0, 1.0)),
+    "lrp.epsilon_alpha2_beta1": ja.LRP(ja.composites.epsilon_alpha2_beta1()),
 }
 
 

@@ -467,7 +467,7 @@ class DeepLIFT(Method):
                 continue
             u = lin.inputs[0]
             lin_view = make_view(lin, [env_x[c] for c in lin.consts()])
-            d_pos, d_neg = split_delta(lin_view, env_x[u] - env_ref[u])
+            d_pos, d_neg = split_delta(lin_view, env_x[u] - env_ref[u], env_x[v] - env_ref[v])
             act_view = make_view(act, [env_x[c] for c in act.consts()])
             ratios = reveal_cancel_ratios(act_view.fn, env_ref[v], d_pos, d_neg, RevealCancel().tolerance)
             prev = env[u]

@@ -117,29 +117,74 @@ class LinearView(View):
         ins[self._x_pos], ins[1 - self._x_pos] = inp, weight
         return self._lin_node.bind(*ins)[0]
 
-    def z(self, inp, weight: Modifier = (("id", 1.0),), bias: Modifier = (("id", 1.0),)):
-        w = self.weight
-        a = self.scale
-        parts = {}  # output scale -> weight combination
+    def expand(self, weight: Modifier) -> dict:
+        """A weight modifier as ``{(scale, basis): coefficient}``: the term's ``z`` (without bias)
+        is ``Σ coefficient · S_scale ⊙ lin(x, basis(W))`` with ``S`` from :meth:`scale_of`.
 
-        def add(key, name, coef):
-            term = coef * _WEIGHT_BASIS[name](w)
-            parts[key] = term if key not in parts else parts[key] + term
+        The basis is ``id`` (W), ``pos`` (W⁺), ``sq`` (W²), ``ones`` (1); W⁻ is written
+        ``id − pos``, so that rules mixing W, W⁺ and W⁻ share their convolutions
+        (:func:`jaxattr.rules.terms.propagate`)."""
+        out: dict = {}
+
+        def add(scale, name, coef):
+            if name == "neg":
+                add(scale, "id", coef)
+                add(scale, "pos", -coef)
+                return
+            out[(scale, name)] = out.get((scale, name), 0.0) + coef
 
         for name, coef in weight:
-            if a is None or name == "ones":
+            if self.scale is None or name == "ones":
                 add("one", name, coef)
             elif name == "sq":
                 add("sq", name, coef)
-            else:
+            else:  # (aW)^± = a⁺ W^± + a⁻ W^∓
                 add("a+", name, coef)
                 add("a-", _SWAP.get(name, name), coef)
-        scales = {"one": None, "a+": None if a is None else _pos(a), "a-": None if a is None else _neg(a),
-                  "sq": None if a is None else jnp.square(a)}
+        return {k: c for k, c in out.items() if c != 0}
+
+    def scale_of(self, scale: str):
+        """The per-output factor ``S`` of :meth:`expand`'s ``scale`` (``None`` for 1)."""
+        a = self.scale
+        if scale == "one":
+            return None
+        return {"a+": _pos, "a-": _neg, "sq": jnp.square}[scale](a)
+
+    def weight_of(self, direction: dict):
+        """``Σ_b c_b · basis_b(W)`` for ``direction = {basis: c}``; W itself for ``{"id": 1}`` (so
+        that XLA sees the forward's own convolution and computes it once)."""
+        if direction == {"id": 1.0}:
+            return self.weight
+        return sum(c * _WEIGHT_BASIS[b](self.weight) for b, c in direction.items())
+
+    def lin_constant(self, value, like, weight):
+        """``lin(broadcast_to(value, like.shape), weight)`` for a constant input (one value, or
+        one per channel of the last axis). Computed on one row and broadcast over the leading
+        axis when the layer keeps rows apart (a convolution with batch axis 0, a dense layer
+        ``x·W``): the rows of a constant are equal, so are those of its image."""
+        node, x_pos = self._lin_node, self._x_pos
+        if node.prim == "conv_general_dilated":
+            dn = node.params["dimension_numbers"]
+            rows = (x_pos == 0 and dn.lhs_spec[0] == 0 and dn.out_spec[0] == 0
+                    and node.params["batch_group_count"] == 1)
+        else:
+            (contract, _), (batch, _) = node.params["dimension_numbers"]
+            rows = x_pos == 0 and not batch and 0 not in contract
+        full = jnp.broadcast_to(jnp.asarray(value, like.dtype), like.shape)
+        if not rows or like.shape[0] == 1:
+            return self.lin(full, weight)
+        one = self.lin(full[:1], weight)
+        return jnp.broadcast_to(one, (like.shape[0],) + one.shape[1:])
+
+    def z(self, inp, weight: Modifier = (("id", 1.0),), bias: Modifier = (("id", 1.0),)):
+        by_scale: dict = {}
+        for (scale, name), coef in self.expand(weight).items():
+            by_scale.setdefault(scale, {})[name] = coef
         z = 0.0
-        for key, wk in parts.items():
-            out = self.lin(inp, wk)
-            z = z + (out if scales[key] is None else scales[key] * out)
+        for scale, direction in by_scale.items():
+            out = self.lin(inp, self.weight_of(direction))
+            factor = self.scale_of(scale)
+            z = z + (out if factor is None else factor * out)
         return z + self.bias_term(bias)
 
     def bias_term(self, bias: Modifier):

@@ -1,4 +1,4 @@
-"""The shape every rule has, and the one propagation routine the LRP rules share.
+"""The shape every rule has.
 
 A rule is a small frozen dataclass (hashable, so methods holding rules are static ``jit``
 arguments) with one method::
@@ -8,105 +8,21 @@ arguments) with one method::
 ``view`` is the segment (:mod:`jaxattr.engine.layer`), ``inputs`` its x-dependent inputs,
 ``output`` its forward output, ``cotangent`` what flows back into it (relevance for the LRP
 family, a gradient or multiplier otherwise) and ``reference`` the reference values of the inputs
-(DeepLIFT) or ``None``.
-
-LRP rules only *declare* their parts (Zennit's design, Anders et al. 2021): groups of terms,
-each term an input modifier, a weight modifier and a bias modifier; :func:`propagate` does the
-rest once for all of them:
-
-.. math::
-
-    R_{in} = \\sum_g c_g \\sum_{t \\in g} s_t\\, x_t \\odot J_t^\\top
-        \\left( \\frac{R_{out} \\odot m_g}{\\mathrm{stab}\\left(\\sum_{t\\in g} s_t z_t\\right)} \\right),
-    \\qquad z_t = W_t x_t + b_t,
-
-with ``stab(z) = z + ε·sign(z)`` (sign(0) = +1) and ``0/0 = 0``.
+(DeepLIFT) or ``None``. LRP rules (:class:`LayerRule`) only declare their terms; the
+propagation they share is :func:`jaxattr.rules.terms.propagate`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 
-ID = (("id", 1.0),)
-NONE: tuple = ()
+from .terms import ID, NONE, Group, Term, propagate, safe_div, stabilize
 
-
-class Term(NamedTuple):
-    """One modified copy of the layer: ``z_t = W_t · in_t + b_t``.
-
-    ``input``: ``"x"``, ``"pos"`` (x⁺), ``"neg"`` (x⁻), ``"ones"``, or a constant (float, or a
-    tuple of per-channel floats broadcast over the last axis). ``weight``/``bias``: modifiers
-    (see :mod:`jaxattr.engine.layer`); ``()`` as bias means no bias. ``sign``: ±1 in the sum.
-    """
-
-    input: Union[str, float, tuple] = "x"
-    weight: tuple = ID
-    bias: tuple = ID
-    sign: float = 1.0
-
-
-class Group(NamedTuple):
-    """Terms sharing one denominator, weighted by ``coef``; ``where``: ``"pos"``/``"neg"`` keeps
-    only outputs whose original value is > 0 / < 0 (Gamma)."""
-
-    terms: tuple
-    coef: float = 1.0
-    where: Optional[str] = None
-
-
-def stabilize(z, epsilon: float):
-    """``z + ε·sign(z)`` with sign(0) = +1 (Zennit's stabiliser)."""
-    if epsilon == 0:
-        return z
-    return z + epsilon * jnp.where(z >= 0, 1.0, -1.0).astype(z.dtype)
-
-
-def safe_div(num, den):
-    """``num / den`` with ``0`` where ``den == 0``."""
-    zero = den == 0
-    return jnp.where(zero, 0.0, num / jnp.where(zero, 1.0, den))
-
-
-def _input(mod, x):
-    if mod == "x":
-        return x
-    if mod == "pos":
-        return jnp.maximum(x, 0)
-    if mod == "neg":
-        return jnp.minimum(x, 0)
-    if mod == "ones":
-        return jnp.ones_like(x)
-    return jnp.broadcast_to(jnp.asarray(mod, x.dtype), x.shape)
-
-
-def propagate(view, x, output, relevance, groups: Sequence[Group], epsilon: float):
-    """Shared LRP backward of a layer (see the module docstring for the formula)."""
-    nonneg = view.segment.nonneg_input
-    total = 0.0
-    for group in groups:
-        parts, den = [], 0.0
-        for t in group.terms:
-            if nonneg and t.input == "neg":
-                # x⁻ = 0 on a non-negative input: the term is its bias alone and passes no
-                # relevance (no convolution, no transposed convolution)
-                den = den + t.sign * view.bias_term(t.bias)
-                continue
-            inp = _input(t.input, x)
-            z, vjp = jax.vjp(lambda i, t=t: view.z(i, t.weight, t.bias), inp)
-            parts.append((t, inp, vjp))
-            den = den + t.sign * z
-        scaled = safe_div(relevance, stabilize(den, epsilon))
-        if group.where == "pos":
-            scaled = jnp.where(output > 0, scaled, 0.0)
-        elif group.where == "neg":
-            scaled = jnp.where(output < 0, scaled, 0.0)
-        for t, inp, vjp in parts:
-            total = total + (group.coef * t.sign) * inp * vjp(scaled)[0]
-    return jnp.zeros_like(x) if isinstance(total, float) else total
+__all__ = ["ID", "NONE", "Gradient", "Group", "LayerRule", "Norm", "Pass", "Rule", "Term",
+           "propagate", "safe_div", "stabilize"]
 
 
 @dataclasses.dataclass(frozen=True)

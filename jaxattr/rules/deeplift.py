@@ -134,8 +134,8 @@ class DeepLIFTMax(Rule):
 # RevealCancel
 # --------------------------------------------------------------------------------------------
 
+ID = (("id", 1.0),)
 POS = (("pos", 1.0),)
-NEG = (("neg", 1.0),)
 
 
 class SplitRef(NamedTuple):
@@ -157,12 +157,14 @@ def reference_value(ref):
     return ref.value if isinstance(ref, (SplitRef, PairedRef)) else ref
 
 
-def split_delta(view, delta):
+def split_delta(view, delta, total):
     """``(Δz⁺, Δz⁻)`` of a dense/conv ``view`` for an input difference ``delta``: the positive and
-    negative terms of ``Σ_i w_i Δx_i`` (the bias cancels)."""
-    dp, dn = jnp.maximum(delta, 0), jnp.minimum(delta, 0)
-    z = lambda i, w: view.z(i, w, ())
-    return z(dp, POS) + z(dn, NEG), z(dp, NEG) + z(dn, POS)
+    negative terms of ``Σ_i w_i Δx_i`` (the bias cancels). ``total`` is ``Δz = z(x) − z(x₀)``.
+
+    ``Δz⁺ = W⁺Δx⁺ + W⁻Δx⁻ = W⁺|Δx| + WΔx⁻`` (as ``W⁻ = W − W⁺``) and ``Δz⁻ = Δz − Δz⁺``: two
+    convolutions instead of four, and ``z₀ + Δz⁺ + Δz⁻`` is the forward's own ``z``."""
+    d_pos = view.z(jnp.abs(delta), POS, ()) + view.z(jnp.minimum(delta, 0), ID, ())
+    return d_pos, total - d_pos
 
 
 def reveal_cancel_ratios(fn, z0, d_pos, d_neg, tolerance: float = 1e-7):
@@ -216,14 +218,14 @@ class RevealCancelLinear(Rule):
         if ratios is None:
             return jax.vjp(view.fn, x)[1](cotangent)
         m_pos, m_neg = cotangent * ratios[0], cotangent * ratios[1]
+        # with W⁻ = W − W⁺: up = W⁺ᵀ(m⁺ − m⁻) + Wᵀm⁻, down = Wᵀm⁺ − W⁺ᵀ(m⁺ − m⁻); Wᵀ runs once
+        # on m⁺ and m⁻ stacked as a doubled batch
         back_pos = jax.vjp(lambda i: view.z(i, POS, ()), x)[1]
-        back_neg = jax.vjp(lambda i: view.z(i, NEG, ()), x)[1]
-        # stack m⁺ and m⁻ so each transposed product runs once on a doubled batch
-        both = jnp.stack([m_pos, m_neg])
-        through_pos = jax.vmap(lambda m: back_pos(m)[0])(both)  # W⁺ᵀm⁺, W⁺ᵀm⁻
-        through_neg = jax.vmap(lambda m: back_neg(m)[0])(both)  # W⁻ᵀm⁺, W⁻ᵀm⁻
-        up = through_pos[0] + through_neg[1]
-        down = through_neg[0] + through_pos[1]
+        back = jax.vjp(lambda i: view.z(i, ID, ()), x)[1]
+        shared = back_pos(m_pos - m_neg)[0]
+        through_w = jax.vmap(lambda m: back(m)[0])(jnp.stack([m_pos, m_neg]))
+        up = shared + through_w[1]
+        down = through_w[0] - shared
         d = x - ref.value
         return (jnp.where(d > 0, up, jnp.where(d < 0, down, 0.5 * (up + down))),)
 
