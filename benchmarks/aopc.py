@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from _timing import timed  # benchmarks/ is the script's directory
 from jaxattr.evaluation import perturbation_curve
 from jaxattr.evaluation.aopc import _block_sizes
 
@@ -53,27 +52,6 @@ def paper_cnn() -> nn.Module:
     except ImportError:
         return _PaperCNN()
     return PaperCNN()
-
-
-def timed(fns: dict, repeats: int) -> tuple[dict, dict, dict, dict]:
-    """First-call seconds, then ``repeats`` rounds calling every function in turn
-    (interleaved, so a busy machine slows all alike). Returns first-call wall seconds and,
-    per function, the median wall seconds, the min wall seconds and the median CPU seconds
-    of this process (all threads) — the CPU time is what other load on a shared machine
-    disturbs least."""
-    first, wall, cpu = {}, {name: [] for name in fns}, {name: [] for name in fns}
-    for name, fn in fns.items():
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        first[name] = time.perf_counter() - start
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            jax.block_until_ready(fn())
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
-    median = {name: statistics.median(v) for name, v in wall.items()}
-    return first, median, {name: min(v) for name, v in wall.items()}, {n: statistics.median(v) for n, v in cpu.items()}
 
 
 def main(argv=None) -> None:

@@ -4,7 +4,8 @@ Prints one JSON object per line:
 ``{"tool": "jaxattr", "what": ..., "batch": N, "seconds": s, "images_per_s": r,
 "compile_seconds": c, "ratio_to_gradient": g, "ratio_to_forward": f}``;
 ``seconds`` is the median steady-state time of one call, compile time is reported apart.
-Ratios are taken within the same run (machines here are noisy): ``ratio_to_forward`` and
+Every function is compiled first, then timed in interleaved rounds (``--repeats``), and ratios
+are taken within those rounds (machines here are noisy): ``ratio_to_forward`` and
 ``ratio_to_gradient`` are throughput ratios to the forward pass and to ``jax.grad`` with XLA's
 defaults; ``cost_vs_tuned_gradient`` is time over ``jax.grad`` compiled with
 :func:`jaxattr.xla.backward_options` (the plain input gradient as jaxattr compiles it), the
@@ -17,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import jax
-import jax.numpy as jnp
 
 import jaxattr as ja
+from _timing import timed  # benchmarks/ is the script's directory
 from jaxattr.models.paper_cnn import PaperCNN
 
 METHODS = {
@@ -42,22 +41,6 @@ METHODS = {
 }
 
 
-def timeit(fn, *args, repeats: int):
-    """(compile seconds, median wall seconds, median process-CPU seconds) of ``fn(*args)``.
-
-    CPU time is reported too: on a shared machine it is disturbed less by other load."""
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    compile_s = time.perf_counter() - t0
-    walls, cpus = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        jax.block_until_ready(fn(*args))
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return compile_s, statistics.median(walls), statistics.median(cpus)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
@@ -74,27 +57,19 @@ def main(argv=None):
     plain_grad = jax.jit(grad_fn)
     # the plain gradient under the compiler options jaxattr uses for backward programs
     tuned_grad = jax.jit(grad_fn, compiler_options=ja.xla.backward_options())
-    rows = {}
-
-    def emit(what, compile_s, seconds, cpu_s):
-        rows[what] = seconds
-        rec = {"tool": "jaxattr", "what": what, "batch": args.batch, "seconds": round(seconds, 5),
-               "images_per_s": round(args.batch / seconds, 1), "compile_seconds": round(compile_s, 3),
-               "cpu_seconds": round(cpu_s, 5)}
-        if "forward" in rows:
-            rec["ratio_to_forward"] = round(rows["forward"] / seconds, 3)
-        if "jax.grad" in rows:
-            rec["ratio_to_gradient"] = round(rows["jax.grad"] / seconds, 3)
-        if "jax.grad+options" in rows:
-            rec["cost_vs_tuned_gradient"] = round(seconds / rows["jax.grad+options"], 3)
-        print(json.dumps(rec), flush=True)
-
-    emit("forward", *timeit(forward, params, x, repeats=args.repeats))
-    emit("jax.grad", *timeit(plain_grad, params, x, repeats=args.repeats))
-    emit("jax.grad+options", *timeit(tuned_grad, params, x, repeats=args.repeats))
+    fns = {"forward": lambda: forward(params, x), "jax.grad": lambda: plain_grad(params, x),
+           "jax.grad+options": lambda: tuned_grad(params, x)}
     for name in args.methods:
-        fn = ja.explain(model.apply, METHODS[name])
-        emit(name, *timeit(fn, params, x, repeats=args.repeats))
+        fns[name] = (lambda fn: lambda: fn(params, x))(ja.explain(model.apply, METHODS[name]))
+    first, median, _, cpu = timed(fns, args.repeats)
+    for what, seconds in median.items():
+        print(json.dumps({
+            "tool": "jaxattr", "what": what, "batch": args.batch, "seconds": round(seconds, 5),
+            "images_per_s": round(args.batch / seconds, 1),
+            "compile_seconds": round(first[what] - seconds, 3), "cpu_seconds": round(cpu[what], 5),
+            "ratio_to_forward": round(median["forward"] / seconds, 3),
+            "ratio_to_gradient": round(median["jax.grad"] / seconds, 3),
+            "cost_vs_tuned_gradient": round(seconds / median["jax.grad+options"], 3)}), flush=True)
 
 
 if __name__ == "__main__":

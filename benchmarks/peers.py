@@ -32,14 +32,13 @@ import json
 import os
 import pathlib
 import platform
-import statistics
 import sys
-import time
 import warnings
 
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "peers"))
+from _timing import timed  # noqa: E402  (benchmarks/ is the script's directory)
 
 #: issue 8's targets: jaxattr images/s over the peer's, at batch 128 on a 2-core CPU
 TARGETS = {
@@ -168,21 +167,9 @@ def main(argv=None):
 
     def race(what, batch, ours, peer_tool, peer):
         """Warm both, then interleave ``repeats`` timed calls; medians."""
-        t0 = time.perf_counter()
-        ours()
-        first_ours = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        peer()
-        first_peer = time.perf_counter() - t0
-        times = {"ours": [], "peer": []}
-        for _ in range(args.repeats):
-            for name, fn in (("ours", ours), ("peer", peer)):
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        a = emit("jaxattr", what, batch, med["ours"], max(first_ours - med["ours"], 0.0))
-        b = emit(peer_tool, what, batch, med["peer"], max(first_peer - med["peer"], 0.0))
+        first, med, _, _ = timed({"ours": ours, "peer": peer}, args.repeats)
+        a = emit("jaxattr", what, batch, med["ours"], max(first["ours"] - med["ours"], 0.0))
+        b = emit(peer_tool, what, batch, med["peer"], max(first["peer"] - med["peer"], 0.0))
         rows.append((what, a, b))
 
     for what, method, tool, make_peer in cases:

@@ -18,6 +18,9 @@ modifier   folded weight                computed as
 
 Bias modifiers act on the folded bias ``c``: ``id``, ``pos`` (c⁺), ``neg`` (c⁻), ``sq`` (c²).
 A modifier is a tuple of ``(name, coefficient)`` pairs, e.g. Gamma's ``(("id", 1), ("pos", γ))``.
+:meth:`LinearView.expand` writes one as coefficients over the scales ``1, a⁺, a⁻, a²`` and the
+basis weights ``W, W⁺, W², 1`` (``W⁻ = W − W⁺``), which is how
+:func:`jaxattr.rules.terms.propagate` shares convolutions between terms.
 """
 
 from __future__ import annotations

@@ -138,3 +138,17 @@ def test_constant_inputs_are_convolved_once_per_batch():
         whole = ja.attribute(f, p, x, method=method)
         rows = jnp.concatenate([ja.attribute(f, p, x[i:i + 1], method=method) for i in range(4)])
         np.testing.assert_allclose(whole, rows, rtol=1e-5, atol=1e-6)
+
+
+def test_constant_input_of_a_layer_that_mixes_rows():
+    """``Wᵀ·xᵀ`` reads x as the right operand: its rows are not the output's leading axis, so
+    the constant is convolved at full size — and Flat still gives every input ``R/D``."""
+    def f(p, x):
+        return jnp.einsum("io,ni->no", p["w"], x)  # dot_general(W, x): x is the right operand
+
+    p = {"w": jax.random.normal(jax.random.key(2), (5, 3))}
+    x = jax.random.normal(jax.random.key(3), (4, 5))
+    target = jnp.array([0, 1, 2, 0])
+    got = ja.attribute(f, p, x, target, method=ja.LRP(R.Flat()))
+    logit = f(p, x)[jnp.arange(4), target]
+    np.testing.assert_allclose(got, jnp.broadcast_to(logit[:, None] / 5, (4, 5)), rtol=1e-5)
