@@ -9,7 +9,9 @@ are taken within those rounds (machines here are noisy): ``ratio_to_forward`` an
 ``ratio_to_gradient`` are throughput ratios to the forward pass and to ``jax.grad`` with XLA's
 defaults; ``cost_vs_tuned_gradient`` is time over ``jax.grad`` compiled with
 :func:`jaxattr.xla.backward_options` (the plain input gradient as jaxattr compiles it), the
-measure of the "rule-based methods cost ≤ 1.3× the gradient" goal.
+measure of the "rule-based methods cost ≤ 1.3× the gradient" goal. ``gflops`` and
+``flops_vs_gradient`` are XLA's operation counts of the same programs (``cost_analysis``): what
+a method must compute, independent of the machine's load.
 
     python benchmarks/attribution.py --batch 128 --repeats 5
 """
@@ -41,6 +43,13 @@ METHODS = {
 }
 
 
+def _flops(fn, *args) -> float:
+    """XLA's count of floating-point operations of ``jax.jit(fn)(*args)``: a cost that does not
+    depend on the machine's load (convolutions dominate it)."""
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    return float((cost[0] if isinstance(cost, list) else cost)["flops"])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
@@ -62,6 +71,11 @@ def main(argv=None):
     for name in args.methods:
         fns[name] = (lambda fn: lambda: fn(params, x))(ja.explain(model.apply, METHODS[name]))
     first, median, _, cpu = timed(fns, args.repeats)
+    flops = {"forward": _flops(model.apply, params, x), "jax.grad": _flops(grad_fn, params, x)}
+    flops["jax.grad+options"] = flops["jax.grad"]
+    for name in args.methods:
+        flops[name] = _flops(lambda p, x, m=METHODS[name]: ja.attribute(model.apply, p, x, method=m),
+                             params, x)
     for what, seconds in median.items():
         print(json.dumps({
             "tool": "jaxattr", "what": what, "batch": args.batch, "seconds": round(seconds, 5),
@@ -69,7 +83,9 @@ def main(argv=None):
             "compile_seconds": round(first[what] - seconds, 3), "cpu_seconds": round(cpu[what], 5),
             "ratio_to_forward": round(median["forward"] / seconds, 3),
             "ratio_to_gradient": round(median["jax.grad"] / seconds, 3),
-            "cost_vs_tuned_gradient": round(seconds / median["jax.grad+options"], 3)}), flush=True)
+            "cost_vs_tuned_gradient": round(seconds / median["jax.grad+options"], 3),
+            "gflops": round(flops[what] / 1e9, 3),
+            "flops_vs_gradient": round(flops[what] / flops["jax.grad"], 3)}), flush=True)
 
 
 if __name__ == "__main__":

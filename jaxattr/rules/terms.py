@@ -20,7 +20,9 @@ as the basis, the γ rule (``W + γW⁺`` where ``z > 0``, ``W + γW⁻`` where 
 (``W⁺``, ``W⁻``) need one extra convolution per layer — ``lin(x, W)`` is the forward pass's own,
 which XLA computes once — and two transposed ones, not two and two. Terms on a constant input
 (``ones``, the bounds of z^B) are convolved for one row and broadcast over the batch; terms on
-the negative part of a non-negative input (after a ReLU) are their bias alone.
+the negative part of a non-negative input (after a ReLU) are their bias alone. The results equal
+the term-by-term evaluation up to rounding of the order of the machine epsilon times ``|W⁺x|``
+(``(W + γW⁻)x`` is computed as ``(1 + γ)Wx − γW⁺x``): 8e-7 relative in float32 on the paper CNN.
 """
 
 from __future__ import annotations
