@@ -48,7 +48,7 @@ def timed(fn):
     return time.perf_counter() - start, out
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["paper", "small"], default="paper")
     parser.add_argument("--epochs", type=int, default=2)
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--dataset", choices=["digits", "cifar-shaped"], default="digits")
     parser.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the vmapped 41-configuration grid")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     convs = ["xla", "patches"] if args.conv == "both" else [args.conv]
     for conv in convs:
         run_all(args, conv)

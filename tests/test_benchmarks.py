@@ -1,0 +1,50 @@
+"""The benchmark scripts run (tiny sizes) and print the JSON lines they promise, so that they do
+not rot between the sessions that read their numbers."""
+
+import contextlib
+import importlib
+import io
+import json
+import pathlib
+import sys
+
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(name, argv):
+    sys.path.insert(0, str(BENCHMARKS))  # the scripts import their shared _timing module
+    try:
+        module = importlib.import_module(name)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            module.main(argv)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+
+
+def test_attribution_benchmark_reports_time_and_flops():
+    rows = _run("attribution", ["--batch", "2", "--size", "8", "--repeats", "1",
+                                "--methods", "gradient", "lrp.epsilon_gamma_box"])
+    by_what = {r["what"]: r for r in rows}
+    assert list(by_what) == ["forward", "jax.grad", "jax.grad+options", "gradient",
+                             "lrp.epsilon_gamma_box"]
+    assert by_what["jax.grad"]["flops_vs_gradient"] == 1.0
+    assert by_what["gradient"]["flops_vs_gradient"] == pytest.approx(1.0, abs=0.05)
+    # γ: one extra convolution and one extra transposed one per layer, not two and two
+    assert 1.5 < by_what["lrp.epsilon_gamma_box"]["flops_vs_gradient"] < 2.2
+    assert all(r["seconds"] > 0 and r["cost_vs_tuned_gradient"] > 0 for r in rows)
+
+
+def test_aopc_benchmark_runs():
+    rows = _run("aopc", ["--batch", "2", "--steps", "3", "--repeats", "1"])
+    assert [r["what"] for r in rows] == ["forward", "aopc_3"]
+    assert rows[1]["floor_ratio"] > 0
+
+
+def test_training_benchmark_runs():
+    rows = _run("training", ["--model", "small", "--epochs", "1", "--conv", "patches",
+                             "--no-grid"])
+    assert rows and all(r["examples_per_s"] > 0 for r in rows), rows
