@@ -10,8 +10,6 @@ All in float64. To stay fast on shared CPUs the methods are traced into one comp
 per input signature (``jit_many`` in ``tests/oracle.py``).
 """
 
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -120,11 +118,7 @@ def test_jit_equals_eager(results, name):
     np.testing.assert_allclose(_get(results, "eager", name), _get(results, "linen", name), **TOL)
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.skip(
-        reason="SmoothGrad draws its noise for the whole batch from one key (as Captum's "
-               "NoiseTunnel), so an example's noise depends on the batch it is in"))
-    if n == "smoothgrad" else n for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_batch_equals_per_example(results, name):
     np.testing.assert_allclose(_get(results, "per_example", name), _get(results, "linen", name),
                                **TOL)
@@ -314,3 +308,33 @@ def test_nnx_equals_linen():
                 raise v
         assert np.abs(w).max() > 1e-3, m
         np.testing.assert_allclose(g, w, err_msg=repr(m), **TOL)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64"])
+def test_example_fingerprints_depend_on_the_example_only(dtype):
+    """The SmoothGrad noise seed of an example: equal in any batch and position, different for
+    different examples (and for the same values in another order)."""
+    from jaxattr.methods import example_fingerprints
+
+    with jax.enable_x64(dtype == "float64"):
+        x = jax.random.normal(jax.random.key(0), (5, 3, 4)).astype(dtype)
+        swapped = x[:1, ::-1]  # example 0 with its rows reversed
+        prints = np.asarray(example_fingerprints(x))
+        assert prints.dtype == np.uint32
+        assert len(set(prints.tolist())) == 5
+        assert int(example_fingerprints(x[3:4])[0]) == prints[3]
+        assert np.array_equal(np.asarray(example_fingerprints(x[::-1])), prints[::-1])
+        assert int(example_fingerprints(swapped)[0]) != prints[0]
+
+
+def test_smoothgrad_float32_is_batch_exact():
+    """An example's SmoothGrad is the same alone and in a batch (float32, jitted explain)."""
+    spec = (("dense", 4), ("relu",), ("dense", 3))
+    weights = _weights(spec=spec, in_shape=(5,))
+    f = O.jax_apply(spec)
+    p = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), O.jax_params(weights))
+    x = jnp.asarray(_x(3, in_shape=(5,)), jnp.float32)
+    explain = ja.explain(f, ja.SmoothGrad(samples=4, sigma=0.3))
+    whole = explain(p, x, jnp.array([0, 1, 2]), jax.random.key(5))
+    alone = explain(p, x[1:2], jnp.array([1]), jax.random.key(5))
+    np.testing.assert_allclose(whole[1:2], alone, rtol=1e-6, atol=1e-7)
