@@ -495,3 +495,25 @@ def test_shared_reference_matches_full_batch_evaluation(mix):
         shared = ja.attribute(f, p, x, method=ja.DeepLIFT(ref, rule=rule))
         full = ja.attribute(f, p, x, method=ja.DeepLIFT(np.broadcast_to(ref, x.shape).copy(), rule=rule))
         np.testing.assert_allclose(np.asarray(shared), np.asarray(full), rtol=1e-5, atol=1e-6)
+
+
+def test_reveal_cancel_convolutions():
+    """RevealCancel on ReLU(conv(x) + b): the forward at x, the reference's forward on one row
+    (shared reference), Δz⁺ = W⁺|Δx| + WΔx⁻ (two; Δz⁻ = Δz − Δz⁺ costs none), and back
+    W⁺ᵀ(m⁺ − m⁻) plus Wᵀ on m⁺ and m⁻ stacked as one doubled batch: six convolutions (before
+    sharing W⁻ = W − W⁺: four for Δz± and two transposed ones on doubled batches)."""
+    import re
+
+    def f(p, x):
+        h = jax.lax.conv_general_dilated(x, p["w"], (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jax.nn.relu(h + p["b"]).reshape(x.shape[0], -1) @ p["d"]
+
+    k = jax.random.split(jax.random.key(0), 3)
+    p = {"w": jax.random.normal(k[0], (3, 3, 8, 6)), "b": jnp.ones(6),
+         "d": jax.random.normal(k[1], (6 * 36, 3))}
+    x = jax.random.normal(k[2], (2, 6, 6, 8))
+    method = ja.DeepLIFT(rule="reveal_cancel")
+    hlo = jax.jit(lambda p, x: ja.attribute(f, p, x, method=method)).lower(p, x).compile()
+    batches = re.findall(r"= f32\[(\d+),[^ ]* convolution\(", hlo.as_text())
+    assert sorted(batches) == ["1", "2", "2", "2", "2", "4"], batches
