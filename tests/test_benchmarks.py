@@ -25,7 +25,7 @@ def _run(name, argv):
     return [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
 
 
-def test_attribution_benchmark_reports_time_and_flops():
+def test_attribution_benchmark_reports_time_and_flops(tmp_path):
     rows = _run("attribution", ["--batch", "2", "--size", "8", "--repeats", "1",
                                 "--methods", "gradient", "lrp.epsilon_gamma_box"])
     by_what = {r["what"]: r for r in rows}
@@ -36,6 +36,11 @@ def test_attribution_benchmark_reports_time_and_flops():
     # γ: one extra convolution and one extra transposed one per layer, not two and two
     assert 1.5 < by_what["lrp.epsilon_gamma_box"]["flops_vs_gradient"] < 2.2
     assert all(r["seconds"] > 0 and r["cost_vs_tuned_gradient"] > 0 for r in rows)
+    # and its chart
+    jsonl, png = tmp_path / "attribution.jsonl", tmp_path / "costs.png"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _run("plot_costs", [str(jsonl), str(png)])
+    assert png.stat().st_size > 10_000
 
 
 def test_aopc_benchmark_runs():
