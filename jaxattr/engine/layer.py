@@ -121,12 +121,13 @@ class LinearView(View):
         return self._lin_node.bind(*ins)[0]
 
     def expand(self, weight: Modifier) -> dict:
-        """A weight modifier as ``{(scale, basis): coefficient}``: the term's ``z`` (without bias)
-        is ``Σ coefficient · S_scale ⊙ lin(x, basis(W))`` with ``S`` from :meth:`scale_of`.
+        """A weight modifier as ``{scale: {basis: coefficient}}``: the term's ``z`` (without
+        bias) is ``Σ_scale S_scale ⊙ Σ_basis coefficient · lin(x, basis(W))``, ``S`` applied by
+        :meth:`scaled`.
 
         The basis is ``id`` (W), ``pos`` (W⁺), ``sq`` (W²), ``ones`` (1); W⁻ is written
         ``id − pos``, so that rules mixing W, W⁺ and W⁻ share their convolutions
-        (:func:`jaxattr.rules.terms.propagate`)."""
+        (:func:`jaxattr.rules.terms.propagate`). Zero coefficients are dropped."""
         out: dict = {}
 
         def add(scale, name, coef):
@@ -134,7 +135,8 @@ class LinearView(View):
                 add(scale, "id", coef)
                 add(scale, "pos", -coef)
                 return
-            out[(scale, name)] = out.get((scale, name), 0.0) + coef
+            vec = out.setdefault(scale, {})
+            vec[name] = vec.get(name, 0.0) + coef
 
         for name, coef in weight:
             if self.scale is None or name == "ones":
@@ -144,14 +146,14 @@ class LinearView(View):
             else:  # (aW)^± = a⁺ W^± + a⁻ W^∓
                 add("a+", name, coef)
                 add("a-", _SWAP.get(name, name), coef)
-        return {k: c for k, c in out.items() if c != 0}
+        out = {scale: {b: c for b, c in vec.items() if c != 0} for scale, vec in out.items()}
+        return {scale: vec for scale, vec in out.items() if vec}
 
-    def scale_of(self, scale: str):
-        """The per-output factor ``S`` of :meth:`expand`'s ``scale`` (``None`` for 1)."""
-        a = self.scale
+    def scaled(self, scale: str, value):
+        """``S_scale ⊙ value`` for a scale of :meth:`expand` (``1``, ``a⁺``, ``a⁻``, ``a²``)."""
         if scale == "one":
-            return None
-        return {"a+": _pos, "a-": _neg, "sq": jnp.square}[scale](a)
+            return value
+        return {"a+": _pos, "a-": _neg, "sq": jnp.square}[scale](self.scale) * value
 
     def weight_of(self, direction: dict):
         """``Σ_b c_b · basis_b(W)`` for ``direction = {basis: c}``; W itself for ``{"id": 1}`` (so
@@ -180,14 +182,9 @@ class LinearView(View):
         return jnp.broadcast_to(one, (like.shape[0],) + one.shape[1:])
 
     def z(self, inp, weight: Modifier = (("id", 1.0),), bias: Modifier = (("id", 1.0),)):
-        by_scale: dict = {}
-        for (scale, name), coef in self.expand(weight).items():
-            by_scale.setdefault(scale, {})[name] = coef
         z = 0.0
-        for scale, direction in by_scale.items():
-            out = self.lin(inp, self.weight_of(direction))
-            factor = self.scale_of(scale)
-            z = z + (out if factor is None else factor * out)
+        for scale, direction in self.expand(weight).items():
+            z = z + self.scaled(scale, self.lin(inp, self.weight_of(direction)))
         return z + self.bias_term(bias)
 
     def bias_term(self, bias: Modifier):

@@ -158,9 +158,7 @@ def _uses(view, groups: Sequence[Group]):
             key = _input_key(t.input, nonneg)
             if key is None:
                 continue
-            by_scale: dict = {}
-            for (scale, name), coef in view.expand(t.weight).items():
-                by_scale.setdefault(scale, {})[name] = coef
+            by_scale = view.expand(t.weight)
             if by_scale:
                 uses.append((g, key, t.sign, by_scale))
     return dens, uses
@@ -195,10 +193,8 @@ def propagate(view, x, output, relevance, groups: Sequence[Group], epsilon: floa
     cots: dict = {}  # (input key, direction index) -> {(group, scale): coefficient}
     for g, k, sign, by_scale in uses:
         for scale, vec in by_scale.items():
-            factor = view.scale_of(scale)
             for j, lam in _coords(vec, directions[k]).items():
-                z = lam * lins[k, j]
-                dens[g] = dens[g] + sign * (z if factor is None else factor * z)
+                dens[g] = dens[g] + sign * view.scaled(scale, lam * lins[k, j])
                 slot = cots.setdefault((k, j), {})
                 slot[g, scale] = slot.get((g, scale), 0.0) + groups[g].coef * sign * lam
     cots = {kj: {gs: c for gs, c in cot.items() if c != 0} for kj, cot in cots.items()}
@@ -218,8 +214,7 @@ def propagate(view, x, output, relevance, groups: Sequence[Group], epsilon: floa
     for direction, cot, inputs in _transposes(directions, cots):
         u = 0.0
         for (g, scale), coef in cot.items():
-            factor = view.scale_of(scale)
-            u = u + coef * (scaled[g] if factor is None else factor * scaled[g])
+            u = u + coef * view.scaled(scale, scaled[g])
         w = view.weight_of(dict(direction))
         back = jax.vjp(lambda i: view.lin(i, w), x)[1](u.astype(x.dtype))[0]
         multiplier = sum(f * _value(k, x) for k, f in inputs.items())
