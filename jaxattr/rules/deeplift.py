@@ -28,10 +28,15 @@ gives ``Σ_i m_i Δx_i = Δy`` exactly, never divides by a small ``Δx`` (``λ``
 which each element is the maximum) whenever the window's winner changes at most once along that
 path, which is always the case for ``max(a, b)`` of two tensors; otherwise it is that rule
 restricted to the two end points' winners. Where the winner is the same at x and x₀ it is the
-gradient. The same formula covers ``min`` (there ``D ≤ Δy ≤ D₀``). Ties follow the primitive's
-derivative (``reduce_max``, the reshape-and-max pool: split equally; ``reduce_window_max``: one
-element); they are common at a constant reference (a zero input gives every position of a
+gradient. The same formula covers ``min`` (there ``D ≤ Δy ≤ D₀``). Ties are split equally between
+a window's maxima when the windows do not overlap (``reduce_max``, the reshape-and-max pool,
+``nn.max_pool`` with window = stride); overlapping windows follow the primitive's derivative
+(one element). Ties are common at a constant reference (a zero input gives every position of a
 conv layer the same value), and summation to delta holds whichever way they are broken.
+
+Non-overlapping windows of up to ``MAX_VIEWS`` elements are computed from the windows' strided
+views (:func:`interpolated_window_vjp`); everything else through ``jax.jvp``/``jax.vjp`` of the
+segment, which gives the same numbers more slowly.
 
 Every quantity is computed per output element from the segment's own forward function with
 ``jax.jvp``/``jax.vjp``, so it is correct per example in a batch (Captum #1276 used the first
@@ -72,6 +77,8 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -79,7 +86,7 @@ import jax.numpy as jnp
 
 from .activation import Rescale
 from .base import Rule
-from .pooling import WinnerTakeAll
+from .pooling import MAX_VIEWS, WinnerTakeAll, from_window_form, window_form, window_views
 
 MAXPOOL_MODES = ("interpolate", "gradient")
 
@@ -117,17 +124,49 @@ class DeepLIFTMax(Rule):
             return WinnerTakeAll().backward(view, inputs, output, cotangent, reference)
         _require_reference(reference, self)
         inputs, reference = tuple(inputs), tuple(reference_value(r) for r in reference)
+        node = view.segment.nodes[0]
+        form = window_form(node, inputs[0]) if len(inputs) == 1 else None
+        if form is not None and math.prod(form[0].shape[a] for a in form[1]) <= MAX_VIEWS:
+            xr, axes = form  # a max over small windows: the same rule, written out (faster)
+            x0r, _ = window_form(node, reference[0])
+            m = interpolated_window_vjp(xr, x0r, axes, cotangent)
+            return (from_window_form(node, inputs[0], m),)
         deltas = tuple(x - x0 for x, x0 in zip(inputs, reference))
         _, d_x = jax.jvp(view.fn, inputs, deltas)          # g · Δx
         y0, d_0 = jax.jvp(view.fn, reference, deltas)      # f(x₀), g₀ · Δx
-        dy = output - y0
-        span = d_x - d_0
-        same = span == 0
-        lam = jnp.where(same, 1.0, (dy - d_0) / jnp.where(same, 1.0, span))
-        lam = jnp.clip(lam, 0.0, 1.0).astype(cotangent.dtype)
+        lam = _mixing(output - y0, d_x, d_0).astype(cotangent.dtype)
         at_x = jax.vjp(view.fn, *inputs)[1](cotangent * lam)
         at_ref = jax.vjp(view.fn, *reference)[1](cotangent * (1 - lam))
         return tuple(a + b for a, b in zip(at_x, at_ref))
+
+
+def _mixing(dy, d_x, d_0):
+    """``λ = (Δy − D₀) / (D − D₀)`` clipped to [0, 1]; 1 where ``D = D₀``."""
+    span = d_x - d_0
+    same = span == 0
+    return jnp.clip(jnp.where(same, 1.0, (dy - d_0) / jnp.where(same, 1.0, span)), 0.0, 1.0)
+
+
+def interpolated_window_vjp(xr, x0r, axes, cotangent):
+    """:class:`DeepLIFTMax`'s ``m = λ g + (1 − λ) g₀`` applied to ``cotangent`` for
+    ``y = max(xr, axes)`` and its reference ``y₀ = max(x0r, axes)``, written out on the windows'
+    strided views (:func:`~jaxattr.rules.pooling.window_views`; meant for small windows): ``g``
+    is ``1{xr = y} / #{xr = y}`` (ties split equally, as ``reduce_max``'s derivative splits
+    them), ``g₀`` the same at ``x0r``. Equal to the rule's ``jvp``/``vjp`` form, and faster on
+    XLA's CPU backend: the paper CNN's DeepLIFT at batch 128 went from 1.32× to ~1.1× the
+    gradient's time."""
+    (flat, restore), (flat0, _) = window_views(xr, axes), window_views(x0r, axes)
+    views = [flat[..., i] for i in range(flat.shape[-1])]
+    views0 = [flat0[..., i] for i in range(flat.shape[-1])]
+    y, y0 = functools.reduce(jnp.maximum, views), functools.reduce(jnp.maximum, views0)
+    hit = lambda v, top: (v == top).astype(v.dtype)
+    count, count0 = sum(hit(v, y) for v in views), sum(hit(v, y0) for v in views0)
+    d_x = sum(hit(v, y) * (v - w) for v, w in zip(views, views0)) / count     # g · Δx
+    d_0 = sum(hit(w, y0) * (v - w) for v, w in zip(views, views0)) / count0   # g₀ · Δx
+    lam = _mixing(y - y0, d_x, d_0)
+    at_x, at_ref = cotangent * lam / count, cotangent * (1 - lam) / count0
+    m = [at_x * hit(v, y) + at_ref * hit(w, y0) for v, w in zip(views, views0)]
+    return restore(jnp.stack(m, axis=-1)).astype(cotangent.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,5 +269,5 @@ class RevealCancelLinear(Rule):
         return (jnp.where(d > 0, up, jnp.where(d < 0, down, 0.5 * (up + down))),)
 
 
-__all__ = ["DeepLIFTMax", "MAXPOOL_MODES", "RevealCancel", "RevealCancelLinear", "SplitRef",
+__all__ = ["DeepLIFTMax", "MAXPOOL_MODES", "interpolated_window_vjp", "RevealCancel", "RevealCancelLinear", "SplitRef",
            "PairedRef", "reference_value", "split_delta", "reveal_cancel_ratios"]

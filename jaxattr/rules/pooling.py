@@ -24,10 +24,10 @@ from ..engine.fast import split_windows, window_tiles
 from .base import Rule
 
 #: windows larger than this route through an argmax instead of one view per offset
-_MAX_VIEWS = 16
+MAX_VIEWS = 16
 
 
-def _window_form(node, x):
+def window_form(node, x):
     """``(xr, axes)`` such that the pool is ``max(xr, axes)``, or ``None`` if it is not a
     non-overlapping max over windows (then the ordinary VJP is used)."""
     p = node.params
@@ -41,15 +41,39 @@ def _window_form(node, x):
     return x[tuple(slice(0, c) for c in covered)].reshape(split), axes
 
 
-def first_max_vjp(xr, axes, y, ct):
-    """Cotangent of ``y = max(xr, axes)`` routed to the first maximum of each window."""
+def from_window_form(node, x, g):
+    """A cotangent ``g`` in :func:`window_form`'s layout back in the layout of the input ``x``
+    (zero on the tail a VALID ``reduce_window_max`` drops)."""
+    if node.prim != "reduce_window_max":
+        return g
+    covered = tuple(g.shape[2 * i] * g.shape[2 * i + 1] for i in range(x.ndim))
+    return jnp.pad(g.reshape(covered), [(0, n - c) for n, c in zip(x.shape, covered)])
+
+
+def window_views(xr, axes):
+    """``(flat, restore)``: ``flat[..., i]`` is element ``i`` of every window of ``max(xr, axes)``
+    (shape: the pool's output, ``flat.shape[-1]`` elements per window); ``restore`` takes an
+    array shaped like ``flat`` back to ``xr``'s layout. Working on the ``k`` strided views is
+    elementwise at the pool's resolution, which XLA's CPU backend fuses well."""
     axes = tuple(sorted(a % xr.ndim for a in axes))
     keep = [a for a in range(xr.ndim) if a not in axes]
     moved = jnp.transpose(xr, keep + list(axes))  # (..., window axes)
-    win = moved.shape[len(keep):]
-    k = math.prod(win)
-    flat = moved.reshape(y.shape + (k,))
-    if k <= _MAX_VIEWS:
+    pooled, win = moved.shape[:len(keep)], moved.shape[len(keep):]
+    inverse = [0] * xr.ndim
+    for pos, a in enumerate(keep + list(axes)):
+        inverse[a] = pos
+
+    def restore(g):
+        return jnp.transpose(g.reshape(pooled + win), inverse)
+
+    return moved.reshape(pooled + (math.prod(win),)), restore
+
+
+def first_max_vjp(xr, axes, y, ct):
+    """Cotangent of ``y = max(xr, axes)`` routed to the first maximum of each window."""
+    flat, restore = window_views(xr, axes)
+    k = flat.shape[-1]
+    if k <= MAX_VIEWS:
         taken = jnp.zeros(y.shape, bool)
         parts = []
         for i in range(k):
@@ -59,11 +83,7 @@ def first_max_vjp(xr, axes, y, ct):
         g = jnp.stack(parts, axis=-1)
     else:
         g = jax.nn.one_hot(jnp.argmax(flat, axis=-1), k, dtype=ct.dtype) * ct[..., None]
-    g = g.reshape(y.shape + win)
-    inverse = [0] * xr.ndim
-    for pos, a in enumerate(keep + list(axes)):
-        inverse[a] = pos
-    return jnp.transpose(g, inverse)
+    return restore(g)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,15 +95,9 @@ class WinnerTakeAll(Rule):
 
     def backward(self, view, inputs, output, cotangent, reference):
         node = view.segment.nodes[0]
-        form = _window_form(node, inputs[0]) if len(inputs) == 1 else None
+        form = window_form(node, inputs[0]) if len(inputs) == 1 else None
         if form is None:
             return jax.vjp(view.fn, *inputs)[1](cotangent)
         xr, axes = form
-        g = first_max_vjp(xr, axes, output, cotangent)
-        x = inputs[0]
-        if node.prim == "reduce_window_max":
-            covered = tuple(s for s in (g.shape[2 * i] * g.shape[2 * i + 1] for i in range(x.ndim)))
-            g = g.reshape(covered)
-            g = jnp.pad(g, [(0, n - c) for n, c in zip(x.shape, covered)])
-        return (g,)
+        return (from_window_form(node, inputs[0], first_max_vjp(xr, axes, output, cotangent)),)
 
