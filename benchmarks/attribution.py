@@ -5,11 +5,12 @@ Prints one JSON object per line:
 "compile_seconds": c, "ratio_to_gradient": g, "ratio_to_forward": f}``;
 ``seconds`` is the median steady-state time of one call, compile time is reported apart.
 Every function is compiled first, then timed in interleaved rounds (``--repeats``), and ratios
-are taken within those rounds (machines here are noisy): ``ratio_to_forward`` and
+are taken within each round, their median reported (machines here are noisy): ``ratio_to_forward`` and
 ``ratio_to_gradient`` are throughput ratios to the forward pass and to ``jax.grad`` with XLA's
 defaults; ``cost_vs_tuned_gradient`` is time over ``jax.grad`` compiled with
 :func:`jaxattr.xla.backward_options` (the plain input gradient as jaxattr compiles it), the
-measure of the "rule-based methods cost ≤ 1.3× the gradient" goal. ``gflops`` and
+measure of the "rule-based methods cost ≤ 1.3× the gradient" goal (``..._iqr``: its quartiles
+over the rounds). ``gflops`` and
 ``flops_vs_gradient`` are XLA's operation counts of the same programs (``cost_analysis``): what
 a method must compute, independent of the machine's load.
 
@@ -70,7 +71,8 @@ def main(argv=None):
            "jax.grad+options": lambda: tuned_grad(params, x)}
     for name in args.methods:
         fns[name] = (lambda fn: lambda: fn(params, x))(ja.explain(model.apply, METHODS[name]))
-    first, median, _, cpu = timed(fns, args.repeats)
+    t = timed(fns, args.repeats)
+    first, median, cpu = t.first, t.median, t.cpu
     flops = {"forward": _flops(model.apply, params, x), "jax.grad": _flops(grad_fn, params, x)}
     flops["jax.grad+options"] = flops["jax.grad"]
     for name in args.methods:
@@ -81,9 +83,10 @@ def main(argv=None):
             "tool": "jaxattr", "what": what, "batch": args.batch, "seconds": round(seconds, 5),
             "images_per_s": round(args.batch / seconds, 1),
             "compile_seconds": round(first[what] - seconds, 3), "cpu_seconds": round(cpu[what], 5),
-            "ratio_to_forward": round(median["forward"] / seconds, 3),
-            "ratio_to_gradient": round(median["jax.grad"] / seconds, 3),
-            "cost_vs_tuned_gradient": round(seconds / median["jax.grad+options"], 3),
+            "ratio_to_forward": round(t.ratio("forward", what)[0], 3),
+            "ratio_to_gradient": round(t.ratio("jax.grad", what)[0], 3),
+            "cost_vs_tuned_gradient": round(t.ratio(what, "jax.grad+options")[0], 3),
+            "cost_vs_tuned_gradient_iqr": [round(q, 3) for q in t.ratio(what, "jax.grad+options")[1:]],
             "gflops": round(flops[what] / 1e9, 3),
             "flops_vs_gradient": round(flops[what] / flops["jax.grad"], 3)}), flush=True)
 

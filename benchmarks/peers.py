@@ -20,7 +20,9 @@ Prints one JSON object per line (DESIGN §7)::
     {"tool": "jaxattr"|"captum"|"zennit"|"quantus", "what": ..., "batch": N, "seconds": s,
      "images_per_s": r, "compile_seconds": c}
 
-then a Markdown table of the throughput ratios jaxattr / peer. Needs the ``[peers]`` extra.
+then a Markdown table of the speed-ups jaxattr / peer: the median over the rounds of the
+ratio within each round (peer seconds / jaxattr seconds), with its quartiles. Needs the
+``[peers]`` extra.
 
     python benchmarks/peers.py --batch 128 --repeats 5
 """
@@ -159,16 +161,21 @@ def main(argv=None):
 
     rows = []
 
-    def emit(tool, what, batch, seconds, compile_s):
+    def emit(tool, what, batch, seconds, compile_s, **extra):
         rec = {"tool": tool, "what": what, "batch": batch, "seconds": round(seconds, 5),
-               "images_per_s": round(batch / seconds, 2), "compile_seconds": round(compile_s, 3)}
+               "images_per_s": round(batch / seconds, 2), "compile_seconds": round(compile_s, 3),
+               **extra}
         print(json.dumps(rec), flush=True)
         return rec
 
     def race(what, batch, ours, peer_tool, peer):
-        """Warm both, then interleave ``repeats`` timed calls; medians."""
-        first, med, _, _ = timed({"ours": ours, "peer": peer}, args.repeats)
-        a = emit("jaxattr", what, batch, med["ours"], max(first["ours"] - med["ours"], 0.0))
+        """Warm both, then interleave ``repeats`` timed calls; medians, and the speed-up as the
+        median (and quartiles) of the per-round ratio peer time / jaxattr time."""
+        t = timed({"ours": ours, "peer": peer}, args.repeats)
+        med, first = t.median, t.first
+        ratio, q1, q3 = t.ratio("peer", "ours")
+        a = emit("jaxattr", what, batch, med["ours"], max(first["ours"] - med["ours"], 0.0),
+                 vs_peer=round(ratio, 3), vs_peer_iqr=[round(q1, 3), round(q3, 3)])
         b = emit(peer_tool, what, batch, med["peer"], max(first["peer"] - med["peer"], 0.0))
         rows.append((what, a, b))
 
@@ -194,15 +201,16 @@ def main(argv=None):
     print(f"\n{cpu}, {os.cpu_count()} cores; jax {jax.__version__} ({jax.devices()[0].platform}), "
           f"torch {torch.__version__} ({args.threads} threads); paper CNN float32; medians of "
           f"{args.repeats} interleaved calls\n")
-    print("| what | batch | jaxattr img/s | peer | peer img/s | jaxattr / peer | target | "
-          "jaxattr compile s |")
+    print("| what | batch | jaxattr img/s | peer | peer img/s | jaxattr / peer (quartiles) | "
+          "target | jaxattr compile s |")
     print("|---|---|---|---|---|---|---|---|")
     for what, a, b in rows:
-        ratio = a["images_per_s"] / b["images_per_s"]
+        ratio, (q1, q3) = a["vs_peer"], a["vs_peer_iqr"]
         goal = TARGETS.get(what)
         mark = "" if goal is None else (f"≥ {goal:g}× " + ("✓" if ratio >= goal else "✗"))
         print(f"| {what} | {a['batch']} | {a['images_per_s']:.1f} | {b['tool']} | "
-              f"{b['images_per_s']:.1f} | {ratio:.2f}× | {mark} | {a['compile_seconds']:.1f} |")
+              f"{b['images_per_s']:.1f} | {ratio:.2f}× ({q1:.2f}–{q3:.2f}) | {mark} | "
+              f"{a['compile_seconds']:.1f} |")
 
 
 if __name__ == "__main__":

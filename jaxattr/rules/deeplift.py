@@ -153,8 +153,8 @@ def interpolated_window_vjp(xr, x0r, axes, cotangent):
     strided views (:func:`~jaxattr.rules.pooling.window_views`; meant for small windows): ``g``
     is ``1{xr = y} / #{xr = y}`` (ties split equally, as ``reduce_max``'s derivative splits
     them), ``g₀`` the same at ``x0r``. Equal to the rule's ``jvp``/``vjp`` form, and faster on
-    XLA's CPU backend: the paper CNN's DeepLIFT at batch 128 went from 1.32× to ~1.1× the
-    gradient's time."""
+    XLA's CPU backend: the paper CNN's DeepLIFT at batch 128 went from 1.32× to 1.18× the
+    gradient's time (``docs/performance.md`` §2)."""
     (flat, restore), (flat0, _) = window_views(xr, axes), window_views(x0r, axes)
     views = [flat[..., i] for i in range(flat.shape[-1])]
     views0 = [flat0[..., i] for i in range(flat.shape[-1])]
