@@ -33,11 +33,14 @@ def plot(rows: list[dict], out: str, cap: float = 5.0) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 1.2))
     ax.barh(y + 0.2, np.minimum(flops, cap), 0.4, label="FLOPs / gradient (XLA cost analysis)",
             color="#9bb7d4")
-    ax.barh(y - 0.2, np.minimum(time, cap), 0.4, label="time / gradient (this machine)",
-            color="#1f4e79")
-    for i, (t, f) in enumerate(zip(time, flops)):
-        for value, dy in ((f, 0.2), (t, -0.2)):
-            ax.text(min(value, cap) + 0.05, i + dy, f"{value:.2f}", va="center", fontsize=7)
+    # quartiles of the per-round ratio, when the run reports them
+    iqr = np.array([r.get("cost_vs_tuned_gradient_iqr", [t, t]) for r, t in zip(rows, time)])
+    err = np.clip(np.abs(np.minimum(iqr, cap) - np.minimum(time, cap)[:, None]).T, 0, None)
+    ax.barh(y - 0.2, np.minimum(time, cap), 0.4, xerr=err, error_kw={"lw": 0.8, "capsize": 2},
+            label="time / gradient (this machine; quartiles over rounds)", color="#1f4e79")
+    for i, (t, f, hi) in enumerate(zip(time, flops, iqr[:, 1])):
+        for value, end, dy in ((f, f, 0.2), (t, max(t, hi), -0.2)):
+            ax.text(min(end, cap) + 0.05, i + dy, f"{value:.2f}", va="center", fontsize=7)
     ax.axvline(1.0, color="black", lw=0.8)
     ax.axvline(1.3, color="#c0392b", lw=0.8, ls="--", label="1.3× goal")
     ax.set_yticks(y, names)
