@@ -34,12 +34,10 @@ a window's maxima when the windows do not overlap (``reduce_max``, the reshape-a
 (one element). Ties are common at a constant reference (a zero input gives every position of a
 conv layer the same value), and summation to delta holds whichever way they are broken.
 
-Non-overlapping windows of up to ``MAX_VIEWS`` elements are computed from the windows' strided
-views (:func:`interpolated_window_vjp`); everything else through ``jax.jvp``/``jax.vjp`` of the
-segment, which gives the same numbers more slowly.
-
 Every quantity is computed per output element from the segment's own forward function with
-``jax.jvp``/``jax.vjp``, so it is correct per example in a batch (Captum #1276 used the first
+``jax.jvp``/``jax.vjp`` (or, for non-overlapping windows of up to ``MAX_VIEWS`` elements, written
+out on the windows' strided views by :func:`interpolated_window_vjp`: the same numbers, faster),
+so it is correct per example in a batch (Captum #1276 used the first
 example's routing for the whole batch) and for overlapping windows (each input sums the
 multipliers of every window that reads it).
 
@@ -269,5 +267,6 @@ class RevealCancelLinear(Rule):
         return (jnp.where(d > 0, up, jnp.where(d < 0, down, 0.5 * (up + down))),)
 
 
-__all__ = ["DeepLIFTMax", "MAXPOOL_MODES", "interpolated_window_vjp", "RevealCancel", "RevealCancelLinear", "SplitRef",
-           "PairedRef", "reference_value", "split_delta", "reveal_cancel_ratios"]
+__all__ = ["DeepLIFTMax", "MAXPOOL_MODES", "interpolated_window_vjp", "RevealCancel",
+           "RevealCancelLinear", "SplitRef", "PairedRef", "reference_value", "split_delta",
+           "reveal_cancel_ratios"]

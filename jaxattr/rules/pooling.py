@@ -23,7 +23,8 @@ import jax.numpy as jnp
 from ..engine.fast import split_windows, window_tiles
 from .base import Rule
 
-#: windows larger than this route through an argmax instead of one view per offset
+#: windows larger than this take a general path (an argmax in WinnerTakeAll, jvp/vjp in
+#: DeepLIFTMax) instead of one strided view per offset
 MAX_VIEWS = 16
 
 
