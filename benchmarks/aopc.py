@@ -4,8 +4,8 @@ An AOPC curve with L steps needs batch·(L+1) forward passes; nothing can be fas
 those forwards, so the "floor" is measured in the same run: the jitted forward of the same
 model at the same model batch size the AOPC uses per chunk, scaled to batch·(L+1) images.
 ``floor_ratio`` = AOPC seconds / floor seconds (goal ≤ 1.25), the median over interleaved
-rounds of the ratio within each round; ``floor_ratio_min`` from the fastest runs and ``floor_ratio_cpu`` from this process's
-CPU seconds (both steadier on a busy, shared machine). Compile time
+rounds of the ratio within each round; ``floor_ratio_min`` from the fastest runs and
+``floor_ratio_cpu`` from this process's CPU seconds (both steadier on a busy, shared machine). Compile time
 (first call minus steady state) is reported apart from the steady-state median.
 
 Prints one JSON object per line (DESIGN.md §7):

@@ -83,7 +83,7 @@ import jax
 import jax.numpy as jnp
 
 from .activation import Rescale
-from .base import Rule
+from .base import Rule, safe_div
 from .pooling import MAX_VIEWS, WinnerTakeAll, from_window_form, window_form, window_views
 
 MAXPOOL_MODES = ("interpolate", "gradient")
@@ -141,8 +141,7 @@ class DeepLIFTMax(Rule):
 def _mixing(dy, d_x, d_0):
     """``λ = (Δy − D₀) / (D − D₀)`` clipped to [0, 1]; 1 where ``D = D₀``."""
     span = d_x - d_0
-    same = span == 0
-    return jnp.clip(jnp.where(same, 1.0, (dy - d_0) / jnp.where(same, 1.0, span)), 0.0, 1.0)
+    return jnp.clip(jnp.where(span == 0, 1.0, safe_div(dy - d_0, span)), 0.0, 1.0)
 
 
 def interpolated_window_vjp(xr, x0r, axes, cotangent):
@@ -157,13 +156,15 @@ def interpolated_window_vjp(xr, x0r, axes, cotangent):
     views = [flat[..., i] for i in range(flat.shape[-1])]
     views0 = [flat0[..., i] for i in range(flat.shape[-1])]
     y, y0 = functools.reduce(jnp.maximum, views), functools.reduce(jnp.maximum, views0)
-    hit = lambda v, top: (v == top).astype(v.dtype)
-    count, count0 = sum(hit(v, y) for v in views), sum(hit(v, y0) for v in views0)
-    d_x = sum(hit(v, y) * (v - w) for v, w in zip(views, views0)) / count     # g · Δx
-    d_0 = sum(hit(w, y0) * (v - w) for v, w in zip(views, views0)) / count0   # g₀ · Δx
+    hits = [(v == y).astype(v.dtype) for v in views]      # the maxima at x ...
+    hits0 = [(w == y0).astype(w.dtype) for w in views0]   # ... and at the reference
+    deltas = [v - w for v, w in zip(views, views0)]
+    count, count0 = sum(hits), sum(hits0)
+    d_x = sum(h * d for h, d in zip(hits, deltas)) / count     # g · Δx
+    d_0 = sum(h * d for h, d in zip(hits0, deltas)) / count0   # g₀ · Δx
     lam = _mixing(y - y0, d_x, d_0)
     at_x, at_ref = cotangent * lam / count, cotangent * (1 - lam) / count0
-    m = [at_x * hit(v, y) + at_ref * hit(w, y0) for v, w in zip(views, views0)]
+    m = [at_x * h + at_ref * h0 for h, h0 in zip(hits, hits0)]
     return restore(jnp.stack(m, axis=-1)).astype(cotangent.dtype)
 
 
