@@ -65,7 +65,7 @@ def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
     if target is None:
         target = jnp.argmax(jax.lax.stop_gradient(logits), axis=-1)
     onehot = jax.nn.one_hot(target, logits.shape[-1], dtype=logits.dtype)
-    cot = onehot * jax.lax.stop_gradient(logits) if seed == "logit" else onehot
+    cot = onehot * logits if seed == "logit" else onehot
     (grad,) = vjp(cot)
     return grad, logits, target
 

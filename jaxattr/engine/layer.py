@@ -27,9 +27,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 
-from .segment import Segment
+from .segment import RELAYOUT as _RELAYOUT, Segment
 from .trace import Lit, is_var
 
 Modifier = Sequence  # of (name, coefficient)
@@ -61,9 +62,11 @@ class View:
         return env[a] if a in env else self._env[a]
 
     def run(self, nodes, inputs: dict) -> dict:
+        """Evaluate ``nodes`` on ``inputs`` with the traced primitives (no fast implementations:
+        this is a rule-wrapped segment's forward, and what rules differentiate)."""
         env = dict(inputs)
         for node in nodes:
-            outs = node.bind(*[self._read(env, a) for a in node.ins])
+            outs = node.bind(*[self._read(env, a) for a in node.ins], fast=False)
             env.update(zip(node.outs, outs))
         return env
 
@@ -80,15 +83,27 @@ class View:
 
 
 class LinearView(View):
-    """A dense/conv layer folded with its trailing affine chain: ``z = a ⊙ lin(x, W) + c``."""
+    """A dense/conv layer folded with its trailing affine chain: ``z = a ⊙ lin(x, W) + c``.
+
+    ``lin`` is the traced product together with the plumbing the segment absorbed around it: a
+    zero ``pad`` of its input (the padded positions are not inputs) and layout changes of its
+    output before the bias (``transpose``/``reshape``/``squeeze`` left by ``jax.vmap`` or a
+    per-example model), so the same layer gets the same rule however it is written."""
 
     def __init__(self, segment: Segment, consts: Sequence):
         super().__init__(segment, consts)
-        node = segment.nodes[0]
-        self._lin_node = node
-        self._x_pos = next(i for i, a in enumerate(node.ins) if is_var(a) and a == segment.inputs[0])
-        self.weight = self._read({}, node.ins[1 - self._x_pos])
-        self.scale, self.bias = self._fold(segment.nodes[1:], node.outs[0])
+        nodes = segment.nodes
+        core = segment.core
+        at = nodes.index(core)
+        after = at + 1
+        while after < len(nodes) and nodes[after].prim in _RELAYOUT:
+            after += 1
+        self._lin_node = core
+        self._pre, self._post = nodes[:at], nodes[at + 1:after]
+        x_var = self._pre[-1].outs[0] if self._pre else segment.inputs[0]
+        self._x_pos = next(i for i, a in enumerate(core.ins) if is_var(a) and a == x_var)
+        self.weight = self._read({}, core.ins[1 - self._x_pos])
+        self.scale, self.bias = self._fold(nodes[after:], nodes[after - 1].outs[0])
 
     def _fold(self, chain, t):
         a = c = None
@@ -115,10 +130,29 @@ class LinearView(View):
             t = node.outs[0]
         return a, c
 
-    def lin(self, inp, weight):
+    def _apply(self, inp, weight, fast: bool):
+        """``post(lin(pre(inp), weight))`` through the absorbed plumbing."""
+        node = self._lin_node
+        if self._pre:
+            env = self.run(self._pre, {self.segment.inputs[0]: inp})
+            inp = env[self._pre[-1].outs[0]]
         ins = [None, None]
         ins[self._x_pos], ins[1 - self._x_pos] = inp, weight
-        return self._lin_node.bind(*ins)[0]
+        out = node.bind(*ins, fast=fast)[0]
+        if self._post:
+            out = self.run(self._post, {node.outs[0]: out})[self._post[-1].outs[0]]
+        return out
+
+    def lin(self, inp, weight):
+        """``lin(inp, weight)`` with the traced primitives (no fast implementation: those are
+        ``custom_vjp`` functions, which forward-mode autodiff of an explanation could not enter)."""
+        return self._apply(inp, weight, fast=False)
+
+    def lin_transpose(self, inp, weight, cotangent):
+        """``lin(·, weight)ᵀ cotangent`` at ``inp``: the layer's input-VJP, through the node's fast
+        implementation when it has one (:mod:`jaxattr.engine.fast`; its backward is ordinary,
+        differentiable JAX code)."""
+        return jax.vjp(lambda i: self._apply(i, weight, fast=True), inp)[1](cotangent)[0]
 
     def expand(self, weight: Modifier) -> dict:
         """A weight modifier as ``{scale: {basis: coefficient}}``: the term's ``z`` (without
@@ -168,7 +202,11 @@ class LinearView(View):
         axis when the layer keeps rows apart (a convolution with batch axis 0, a dense layer
         ``x·W``): the rows of a constant are equal, so are those of its image."""
         node, x_pos = self._lin_node, self._x_pos
-        if node.prim == "conv_general_dilated":
+        keeps_rows = not self._post and all(n.params["padding_config"][0] == (0, 0, 0)
+                                            for n in self._pre)
+        if not keeps_rows:
+            rows = False
+        elif node.prim == "conv_general_dilated":
             dn = node.params["dimension_numbers"]
             rows = (x_pos == 0 and dn.lhs_spec[0] == 0 and dn.out_spec[0] == 0
                     and node.params["batch_group_count"] == 1)

@@ -64,21 +64,25 @@ def run(graph: Graph, assignment: Mapping[Segment, Any], leaves: Sequence,
     for node in graph.nodes:
         seg = owned.get(id(node))
         if seg is None:
-            env.update(zip(node.outs, node.bind(*[read(a) for a in node.ins])))
+            # fast implementations (custom_vjp) only where the vjp of the explanation enters them:
+            # on x-dependent values; elsewhere forward-mode autodiff of the explanation must pass
+            fast = any(a in graph.tainted for a in node.ins if not isinstance(a, Lit))
+            env.update(zip(node.outs, node.bind(*[read(a) for a in node.ins], fast=fast)))
         elif seg.output in node.outs:
             ref = None
             if reference_env is not None:
-                ref = tuple(jax.lax.stop_gradient(reference_env[v]) for v in seg.inputs)
+                ref = tuple(reference_env[v] for v in seg.inputs)
             env[seg.output] = bind_rule(assignment[seg], seg, [env[v] for v in seg.inputs],
                                         [env[v] for v in seg.consts()], ref)
     return [read(a) for a in graph.outvars]
 
 
 def environment(graph: Graph, leaves: Sequence) -> dict:
-    """Every variable's value for a plain evaluation of ``graph`` on ``leaves``."""
+    """Every variable's value for a plain evaluation of ``graph`` on ``leaves`` (the traced
+    primitives: nothing here is differentiated by the rules' own vjp)."""
     env = dict(zip(graph.invars, leaves))
     read = lambda a: a.value if isinstance(a, Lit) else env[a]
     for node in graph.nodes:
-        env.update(zip(node.outs, node.bind(*[read(a) for a in node.ins])))
+        env.update(zip(node.outs, node.bind(*[read(a) for a in node.ins], fast=False)))
     return env
 

@@ -55,6 +55,15 @@ ELEMENTWISE = frozenset({
     "atanh", "atan", "asin", "acos", "imag", "real", "square",
 })
 SUMS = frozenset({"reduce_sum", "reduce_window_sum", "cumsum"})
+LINEAR_PRIMS = frozenset({"dot_general", "conv_general_dilated"})
+#: plumbing that a linear layer absorbs between its product and its bias: the same values in
+#: another layout (``jax.vmap`` of a per-example layer leaves a ``transpose``, Equinox's
+#: ``Conv2d`` a ``squeeze``), so ``z = a ⊙ P(lin(x, W)) + c`` is still one folded layer
+RELAYOUT = frozenset({"transpose", "reshape", "squeeze", "expand_dims", "broadcast_in_dim",
+                      "copy", "copy_p"})
+#: reductions that normalise over the class axis when they follow the last linear layer
+_OUTPUT_REDUCTIONS = frozenset({"reduce_max", "reduce_min", "reduce_sum", "argmax", "argmin",
+                                "cumsum", "cumlogsumexp", "cummax", "cummin", "reduce_prod"})
 MAXES = frozenset({"reduce_window_max", "reduce_max", "reduce_window_min", "reduce_min"})
 
 
@@ -81,8 +90,16 @@ class Segment:
         return "linear" if self.kind in LINEAR_KINDS else self.kind
 
     @property
+    def core(self) -> Node:
+        """The node that defines the segment: a linear layer's ``dot_general``/``conv`` (after a
+        zero ``pad`` it absorbed), else the first node."""
+        if self.family == "linear":
+            return next(n for n in self.nodes if n.prim in LINEAR_PRIMS)
+        return self.nodes[0]
+
+    @property
     def primitive(self) -> str:
-        return self.nodes[0].prim
+        return self.core.prim
 
     def consts(self) -> tuple:
         """Variables the segment reads that it neither produces nor takes as x-dependent input
@@ -111,6 +128,7 @@ def segment(graph: Graph) -> list:
     owner: dict = {}  # var -> segment that produced it
     rooted: dict = {}  # var -> activation regions grown from it
     segments: list = []
+    producer = {o: n for n in graph.nodes for o in n.outs}
 
     def tainted_ins(node):
         return [a for a in node.ins if is_var(a) and a in tainted]
@@ -128,6 +146,18 @@ def segment(graph: Graph) -> list:
             seg = owner.get(uniq[0])
             if (seg is not None and seg.kind in LINEAR_KINDS + ("sum",) and seg.output == uniq[0]
                     and n_users(uniq[0]) == 1 and _affine_operand_ok(node, uniq[0])):
+                seg.nodes.append(node)
+                seg.output = node.outs[0]
+                owner[node.outs[0]] = seg
+                continue
+
+        #    A linear layer's output in another layout (transpose, reshape, ...) before its bias
+        #    is still that layer: the plumbing joins it (dropped again if no affine op follows).
+        if prim in RELAYOUT and len(uniq) == 1:
+            seg = owner.get(uniq[0])
+            if (seg is not None and seg.kind in LINEAR_KINDS and seg.output == uniq[0]
+                    and n_users(uniq[0]) == 1 and _relayout_only(seg.nodes[seg.nodes.index(seg.core):])
+                    and _same_size(node, graph)):
                 seg.nodes.append(node)
                 seg.output = node.outs[0]
                 owner[node.outs[0]] = seg
@@ -151,6 +181,12 @@ def segment(graph: Graph) -> list:
                     "kernel); no attribution rule covers bilinear layers. Make one operand a "
                     "parameter, or wrap the product in jax.lax.stop_gradient on one side.")
             seg = Segment("dense" if prim == "dot_general" else "conv", [node], tuple(uniq))
+            pad = producer.get(uniq[0])
+            if pad is not None and _zero_pad(pad, graph, producer) and n_users(uniq[0]) == 1:
+                # a constant zero pad feeding the layer is part of it: the padded positions
+                # are not inputs, so no rule may send relevance there
+                seg.nodes.insert(0, pad)
+                seg.inputs = (pad.ins[0],)
         elif prim in PLUMBING or (prim == "select_n" and node.ins[0] not in tainted):
             continue
         elif prim in AFFINE_CONST and len(uniq) == 1 and _affine_operand_ok(node, uniq[0]):
@@ -186,7 +222,66 @@ def segment(graph: Graph) -> list:
             owner[o] = seg
 
     _finish(segments, graph, users)
+    _refuse_output_normalisation(segments, graph)
     return segments
+
+
+def _relayout_only(nodes) -> bool:
+    """Whether ``nodes`` (a linear segment from its product on) hold only layout changes."""
+    return all(n.prim in RELAYOUT for n in nodes[1:])
+
+
+def _same_size(node: Node, graph: Graph) -> bool:
+    ins = [graph.avals[a].size for a in node.ins if is_var(a)]
+    return len(ins) == 1 and ins[0] == graph.avals[node.outs[0]].size
+
+
+def _zero_pad(node: Node, graph: Graph, producer: dict) -> bool:
+    """A ``pad`` of an x-dependent operand with the constant 0 (``jnp.pad``, Flax's ``CAUSAL``
+    and explicit paddings), which the layer it feeds absorbs."""
+    if node.prim != "pad" or not is_var(node.ins[0]) or node.ins[0] not in graph.tainted:
+        return False
+    value = _constant(node.ins[1], producer)
+    try:
+        return value is not None and float(value) == 0.0
+    except (TypeError, ValueError):
+        return False
+
+
+def _constant(atom, producer: dict, depth: int = 4):
+    """The value of a scalar known at trace time (a literal, possibly converted), else ``None``."""
+    if isinstance(atom, Lit):
+        return atom.value
+    node = producer.get(atom)
+    if depth and node is not None and node.prim in ("convert_element_type", "copy", "copy_p"):
+        return _constant(node.ins[0], producer, depth - 1)
+    return None
+
+
+def _refuse_output_normalisation(segments, graph: Graph) -> None:
+    """Raise if the output normalises over the class axis after the last linear layer
+    (``log_softmax``, centring, ``logsumexp``): relevance of log-probabilities is not relevance
+    of the class (LRP maps come out inverted), as with ``softmax``."""
+    linear = [s for s in segments if s.family == "linear"]
+    outs = [a for a in graph.outvars if is_var(a)]
+    if not linear or not outs:
+        return
+    made = {o: n.index for n in graph.nodes for o in n.outs}
+    after = made[linear[-1].output]
+    out_shape = graph.avals[outs[0]].shape
+    for node in graph.nodes[after + 1:]:
+        t_ins = [a for a in node.ins if is_var(a) and a in graph.tainted]
+        if node.prim not in _OUTPUT_REDUCTIONS or not t_ins:
+            continue
+        shape = graph.avals[t_ins[0]].shape
+        axes = node.params.get("axes", (node.params.get("axis"),))
+        if shape == out_shape and len(shape) >= 1 and (len(shape) - 1) in tuple(axes):
+            raise UnsupportedPrimitiveError(
+                f"the model's output is normalised over the class axis after its last linear "
+                f"layer ('{node.prim}' {_where(node)}: a log_softmax, softmax, centring or "
+                "logsumexp). Rule-based relevance of normalised scores is not relevance of the "
+                "class (LRP maps come out inverted). Explain the logits instead: pass the function "
+                "before the normalisation.")
 
 
 def _region_of(uniq, owner, rooted) -> Optional[Segment]:
@@ -219,6 +314,10 @@ def _finish(segments, graph: Graph, users) -> None:
     """Fix each segment's single output and its position among layers."""
     out_set = {a for a in graph.outvars if is_var(a)}
     for seg in segments:
+        if seg.kind in LINEAR_KINDS:  # plumbing that no affine op followed is plumbing again
+            while seg.nodes[-1].prim in RELAYOUT and seg.nodes[-1] is not seg.core:
+                seg.nodes.pop()
+            seg.output = seg.nodes[-1].outs[0]
         produced = [o for n in seg.nodes for o in n.outs]
         inside = {id(n) for n in seg.nodes}
         used_outside = [o for o in produced

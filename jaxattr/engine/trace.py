@@ -53,8 +53,12 @@ class Node:
     def prim(self) -> str:
         return self.primitive.name
 
-    def bind(self, *vals):
-        if self.impl is not None:
+    def bind(self, *vals, fast: bool = True):
+        """Apply the node, through :attr:`impl` when it has one. ``fast=False`` leaves out an
+        implementation that is a ``jax.custom_vjp`` (binding the traced primitive instead):
+        forward-mode autodiff cannot enter a ``custom_vjp``, so only values the explanation's own
+        vjp differentiates may go through one."""
+        if self.impl is not None and (fast or not isinstance(self.impl, jax.custom_vjp)):
             return (self.impl(*vals),)
         bind_params = self.primitive.get_bind_params(self.params)
         out = self.primitive.bind(*vals, **bind_params)

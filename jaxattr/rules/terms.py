@@ -216,7 +216,7 @@ def propagate(view, x, output, relevance, groups: Sequence[Group], epsilon: floa
         for (g, scale), coef in cot.items():
             u = u + coef * view.scaled(scale, scaled[g])
         w = view.weight_of(dict(direction))
-        back = jax.vjp(lambda i: view.lin(i, w), x)[1](u.astype(x.dtype))[0]
+        back = view.lin_transpose(x, w, u.astype(x.dtype))
         multiplier = sum(f * _value(k, x) for k, f in inputs.items())
         total = total + multiplier * back
     return jnp.zeros_like(x) if isinstance(total, float) else total
