@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .data import DatasetUnavailableError
     from .study.runner import QUICK, make_report, run_study, study_config
     from .study.store import ResultsStore, StudyStoreError
 
@@ -80,7 +81,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 options[name] = value
         config = study_config(**options)
         result = run_study(config, args.out, overwrite=args.overwrite, progress=not args.no_progress)
-    except (ValueError, TypeError, StudyStoreError, FileNotFoundError) as err:
+    # A missing package or data set is the user's to fix: say what to run, without a traceback.
+    except (ValueError, TypeError, StudyStoreError, FileNotFoundError, ImportError,
+            DatasetUnavailableError) as err:
         print(f"jaxattr {args.command}: error: {err}", file=sys.stderr)
         return 2
     print(result.summary())

@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from jaxattr.data.cifar10 import DatasetUnavailableError as DatasetUnavailableError
 from jaxattr.data.cifar10 import load_cifar10 as load_cifar10
 from jaxattr.data.digits import load_digits as load_digits
 
-__all__ = ["DATASETS", "load_cifar10", "load_dataset", "load_digits"]
+__all__ = ["DATASETS", "DatasetUnavailableError", "load_cifar10", "load_dataset", "load_digits"]
 
 DATASETS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "digits": load_digits,

@@ -1,10 +1,10 @@
 import builtins
-import tempfile
+import re
 
 import numpy as np
 import pytest
 
-from jaxattr.data import load_cifar10, load_dataset, load_digits
+from jaxattr.data import DatasetUnavailableError, load_cifar10, load_dataset, load_digits
 
 
 def test_load_digits_shapes_dtypes_and_range():
@@ -22,7 +22,7 @@ def test_load_dataset_unknown_name_lists_the_known_ones():
         load_dataset("mnist")
 
 
-def test_cifar10_through_tfds_mock_data():
+def test_cifar10_through_tfds_mock_data(tmp_tempdir):
     tfds = pytest.importorskip(
         "tensorflow_datasets", reason="CIFAR-10 needs the [cifar] extra: pip install 'jaxattr[cifar]'"
     )
@@ -38,11 +38,15 @@ def test_cifar10_through_tfds_mock_data():
     np.testing.assert_array_equal(y_train, y[:7])
 
 
-def test_cifar10_without_prepared_data_names_the_fix():
+def test_cifar10_without_prepared_data_names_the_fix(tmp_path, tmp_tempdir):
     pytest.importorskip("tensorflow_datasets", reason="needs the [cifar] extra")
     pytest.importorskip("tensorflow", reason="needs the [cifar] extra")
-    empty = tempfile.mkdtemp()
-    with pytest.raises(RuntimeError, match=r"could not be prepared or read in .*jaxattr\[cifar\]"):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    where = re.escape(str(empty))
+    match = (rf"could not be prepared or read in {where}: .*No prepared copy was found and "
+             rf"download=False.*prepared 'cifar10' folder.*{where}/downloads/manual")
+    with pytest.raises(DatasetUnavailableError, match=match):
         load_cifar10(empty, download=False)
 
 
