@@ -274,8 +274,8 @@ def region_ranks(scores: jax.Array, order: str, key: jax.Array) -> jax.Array:
 def pixel_ranks(relevance: jax.Array, region: int | Sequence[int], order: str, key: jax.Array) -> jax.Array:
     """Rank map at position resolution, the relevance's region axes (``(H, W)`` for an
     ``(H, W, C)`` image): each position carries its region's rank."""
-    per_position, region = _split_channels(relevance, region)
+    region = _region_tuple(region, relevance.ndim - 1)
     ranks = region_ranks(region_scores(relevance, region), order, key)
     for axis, r in enumerate(region):
         ranks = jnp.repeat(ranks, r, axis=axis)
-    return ranks[tuple(slice(0, s) for s in per_position.shape)]
+    return ranks[tuple(slice(0, s) for s in relevance.shape[: len(region)])]
