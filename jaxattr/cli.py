@@ -10,7 +10,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
+
+#: What ``jaxattr --help`` shows (plain text: argparse prints it as written).
+DESCRIPTION = ("jaxattr: 'study' reproduces Amorim et al. 2020 (train, explain, evaluate, report);\n"
+               "'report' rewrites a study folder's report.")
+EPILOG = """examples:
+  jaxattr study --quick --out runs/quick          # a few minutes on a 2-core CPU
+  jaxattr study --out runs/digits                 # the paper's protocol on scikit-learn digits
+  jaxattr study --dataset cifar10 --out runs/c10  # the paper's data (pip install 'jaxattr[cifar]')
+  jaxattr report runs/digits                      # rewrite report.md and figures/"""
+
+#: Exit status after Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
 
 
 def _floats(text: str) -> tuple:
@@ -21,43 +33,75 @@ def _floats(text: str) -> tuple:
 
 
 def _names(text: str) -> tuple:
-    return tuple(v for v in text.replace(",", " ").split() if v)
+    names = tuple(v for v in text.replace(",", " ").split() if v)
+    if not names:
+        raise argparse.ArgumentTypeError(
+            f"expected one or more names separated by commas, got {text!r} (omit the option for the default)")
+    return names
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (>= 1), got {value}")
+    return value
+
+
+def _listed(value: Any) -> str:
+    """``("B1", "B2")`` -> ``B1,B2``; ``1e-3`` -> ``0.001``: as the option would be typed."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(_listed(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .study.runner import DATASETS, DEFAULTS, METHODS, PAPER_METHODS, QUICK, WIDTHS
 
-    parser = argparse.ArgumentParser(prog="jaxattr", description=__doc__.splitlines()[0])
+    d = {k: _listed(v) for k, v in DEFAULTS.items()}
+    parser = argparse.ArgumentParser(prog="jaxattr", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    # No ArgumentDefaultsHelpFormatter: the options default to None (= "not given", so that
+    # --quick and resumed studies can tell) and each help names the real default itself.
     s = sub.add_parser("study", help="train, explain, evaluate and report the regularisation study",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("--dataset", choices=DATASETS, default=None, help="data set (default digits)")
-    s.add_argument("--folds", type=int, default=None, help="cross-validation folds (paper: 10)")
+                       description="Train, explain, evaluate and report the regularisation study of "
+                                   "Amorim et al. 2020. Every default is the paper's protocol.")
+    s.add_argument("--dataset", choices=DATASETS, default=None, help=f"data set (default: {d['dataset']})")
+    s.add_argument("--folds", type=int, default=None, help=f"cross-validation folds (default: {d['folds']})")
     s.add_argument("--decays", type=_floats, default=None,
-                   help="L2 decays, comma-separated (paper: 0,1e-4,1e-3,5e-3,1e-2,5e-2)")
-    s.add_argument("--groups", type=_names, default=None, help="layer groups (paper: B1,B2,B3,D1,D2,B,D,A)")
+                   help=f"L2 decays, comma-separated (default: {d['decays']})")
+    s.add_argument("--groups", type=_names, default=None, help=f"layer groups (default: {d['groups']})")
     s.add_argument("--methods", type=_names, default=None,
-                   help=f"methods (paper: {','.join(PAPER_METHODS)}); any of {', '.join(METHODS)}")
-    s.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 100)")
-    s.add_argument("--patience", type=int, default=None, help="early-stopping patience (paper: 10)")
-    s.add_argument("--batch-size", type=int, default=None, help="training batch size (default 64)")
-    s.add_argument("--learning-rate", type=float, default=None, help="Adam learning rate (default 1e-3)")
-    s.add_argument("--width", choices=list(WIDTHS), default=None, help="CNN width (default paper)")
-    s.add_argument("--eval-size", type=int, default=None,
-                   help="evaluate at most this many test images per fold (default: all)")
-    s.add_argument("--region", type=int, default=None, help="perturbed region side in pixels (default 1)")
-    s.add_argument("--steps", type=int, default=None, help="AOPC steps L (default 10 = 10%% each)")
+                   help=f"methods, comma-separated; the random baseline is always added (default: "
+                        f"{_listed(PAPER_METHODS)}); any of {', '.join(METHODS)}")
+    s.add_argument("--epochs", type=_positive_int, default=None, help=f"maximum epochs (default: {d['epochs']})")
+    s.add_argument("--patience", type=_positive_int, default=None,
+                   help=f"early-stopping patience (default: {d['patience']})")
+    s.add_argument("--batch-size", type=_positive_int, default=None,
+                   help=f"training batch size (default: {d['batch_size']})")
+    s.add_argument("--learning-rate", type=float, default=None,
+                   help=f"Adam learning rate (default: {d['learning_rate']})")
+    s.add_argument("--width", choices=list(WIDTHS), default=None, help=f"CNN width (default: {d['width']})")
+    s.add_argument("--eval-size", type=_positive_int, default=None,
+                   help="evaluate at most this many test images per fold (default: all of them)")
+    s.add_argument("--region", type=_positive_int, default=None,
+                   help=f"perturbed region side in pixels (default: {d['region']})")
+    s.add_argument("--steps", type=_positive_int, default=None,
+                   help=f"AOPC steps L (default: {d['steps']}, 10%% of the regions each)")
     s.add_argument("--perturbation", default=None, choices=("uniform", "zeros", "mean", "blur"),
-                   help="fill of perturbed pixels (paper: uniform)")
-    s.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+                   help=f"fill of perturbed pixels (default: {d['perturbation']})")
+    s.add_argument("--seed", type=int, default=None, help=f"random seed (default: {d['seed']})")
     s.add_argument("--quick", action="store_true",
-                   help="a small preset (" + ", ".join(f"{k}={v}" for k, v in QUICK.items()) + ")")
+                   help="a small preset: " + ", ".join(f"{k}={_listed(v)}" for k, v in QUICK.items()))
     s.add_argument("--out", required=True, help="output folder (resumed if it exists)")
     s.add_argument("--overwrite", action="store_true", help="delete an existing study in --out first")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r = sub.add_parser("report", help="rewrite report.md and figures/ of a study folder")
+    r = sub.add_parser("report", help="rewrite report.md and figures/ of a study folder",
+                       description="Rewrite report.md and figures/ of a study folder from its finished units.")
     r.add_argument("out", help="study folder")
-    parser.set_defaults(_defaults=DEFAULTS)
     return parser
 
 
@@ -86,6 +130,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             DatasetUnavailableError) as err:
         print(f"jaxattr {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        resume = ("finished units are saved; run the same command again to resume"
+                  if args.command == "study" else "the report may be incomplete; run it again")
+        print(f"\njaxattr {args.command}: interrupted: {resume}.", file=sys.stderr)
+        return INTERRUPTED
     print(result.summary())
     return 0
 

@@ -2,7 +2,9 @@
 Amorim et al. 2020).
 
 The evaluation takes any relevance array and any pure ``apply_fn(params, x) -> logits``; it
-does not import the attribution engine.
+does not import the attribution engine. Inputs may be tabular rows ``(batch, features)``,
+signals and sequences ``(batch, length, channels)``, NHWC images or any ``(batch, *axes,
+channels)`` (see :mod:`jaxattr.evaluation.regions`).
 """
 from jaxattr.evaluation.aopc import (
     DEFAULT_FRACTIONS,
@@ -17,12 +19,13 @@ from jaxattr.evaluation import checks
 from jaxattr.evaluation.checks import conservation, summation_to_delta
 from jaxattr.evaluation.evaluate import drop_column, evaluate
 from jaxattr.evaluation.perturbation import PERTURBATIONS, Blur, Mean, Uniform, Zeros
-from jaxattr.evaluation.regions import ORDERS, n_regions, step_counts
+from jaxattr.evaluation.regions import ORDERS, RepeatedStepsWarning, n_regions, step_counts
 
 __all__ = [
     "DEFAULT_FRACTIONS",
     "ORDERS",
     "PERTURBATIONS",
+    "RepeatedStepsWarning",
     "SCORES",
     "Blur",
     "Mean",

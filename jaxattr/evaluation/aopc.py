@@ -15,8 +15,8 @@ class is recorded after each step,
     \\mathrm{Drop}(p) = f(x^{(0)}) - f(x^{(c)}), \\quad c = \\lceil p \\cdot n \\rceil
     \\text{ for a fraction } p .
 
-Each step starts from the original image (not from the previous step), with the same
-replacement values per pixel at every step. A high MoRF AOPC means the relevance found what
+Each step starts from the original input (not from the previous step), with the same
+replacement values per position at every step. A high MoRF AOPC means the relevance found what
 the model uses; the random order is the baseline.
 
 The paper reproduced here (Amorim et al., "Interpretability vs. Complexity: the friction in
@@ -27,10 +27,16 @@ reports drops at 5, 10, 20, 30, 40, 50 and 75 % of the pixels and computes AOPC 
 ``steps=10`` (ten steps of 10 % of the pixels each), ``perturbation="uniform"``,
 ``score="probability"`` — see :func:`jaxattr.evaluation.evaluate`, whose defaults are these.
 
-Implementation: per image, one rank map (``regions.pixel_ranks``) and one replacement
+Inputs of any layout (:mod:`jaxattr.evaluation.regions`): ``(batch, features)`` tabular rows
+(each feature, or each group of ``region`` features, is a region), ``(batch, length,
+channels)`` signals and sequences, ``(batch, height, width, channels)`` NHWC images, and in
+general ``(batch, *axes, channels)`` with one region size per axis. Binary classifiers with
+a single logit are scored with the sigmoid (``score="probability"`` or ``"sigmoid"``).
+
+Implementation: per example, one rank map (``regions.pixel_ranks``) and one replacement
 (``perturbation``) are computed; the input of step k is ``where(rank < c_k, replacement,
-x)``, built for all images × steps by broadcasting and pushed through ``apply_fn`` as one
-batch of ``batch·(L+1)`` images — one XLA program per shape. ``chunk_size`` splits that batch
+x)``, built for all examples × steps by broadcasting and pushed through ``apply_fn`` as one
+batch of ``batch·(L+1)`` inputs — one XLA program per shape. ``chunk_size`` splits that batch
 into blocks of at most ``chunk_size`` model evaluations (steps first, then images), run by
 one compiled block function in a Python loop with a tqdm bar, so peak memory is one block's
 whatever ``L``. ``shard=True`` splits the batch over the local devices
@@ -60,7 +66,7 @@ from jaxattr.evaluation.perturbation import (
 )
 
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
-SCORES = ("probability", "logit", "accuracy")
+SCORES = ("probability", "logit", "accuracy", "sigmoid")
 DEFAULT_FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75)
 
 
@@ -89,10 +95,9 @@ def _check_finite(name: str, array: jax.Array) -> None:
 
 def _check_images(x: Any, relevance: Any) -> tuple[jax.Array, jax.Array]:
     x, relevance = jnp.asarray(x), jnp.asarray(relevance)
-    if x.ndim != 4:
-        raise ValueError(f"x must be a 4-D NHWC array (batch, height, width, channels); got shape {x.shape}.")
+    regions.spatial_shape(x.shape)  # (batch, features) or (batch, *axes, channels)
     if x.shape[0] == 0:
-        raise ValueError(f"x must hold at least one image; got batch size 0 (shape {x.shape}).")
+        raise ValueError(f"x must hold at least one example; got batch size 0 (shape {x.shape}).")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"x must have a floating dtype; got {x.dtype}.")
     if relevance.shape != x.shape:
@@ -108,7 +113,13 @@ def _check_model(apply_fn: ApplyFn, params: Any, x: jax.Array) -> int:
     """Trace (not run) ``apply_fn`` once; return the number of classes."""
     if not callable(apply_fn):
         raise TypeError(f"apply_fn must be a callable (params, x) -> logits; got {type(apply_fn).__name__}.")
-    out = jax.eval_shape(apply_fn, params, jax.ShapeDtypeStruct(x.shape, x.dtype))
+    try:
+        out = jax.eval_shape(apply_fn, params, jax.ShapeDtypeStruct(x.shape, x.dtype))
+    except (TypeError, ValueError) as error:
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        raise kind(
+            f"apply_fn(params, x) fails on x of shape {x.shape}, read as {regions.layout(x.shape)}: {error}"
+        ) from error
     shape = getattr(out, "shape", None)
     if shape is None or len(shape) != 2 or shape[0] != x.shape[0]:
         raise ValueError(
@@ -119,13 +130,21 @@ def _check_model(apply_fn: ApplyFn, params: Any, x: jax.Array) -> int:
 
 
 def _check_target(target: Any, batch: int, n_classes: int) -> jax.Array | None:
+    """None, an int (one class for every example, as ``jaxattr.attribute`` takes it) or an int
+    array ``(batch,)``; returned as int32 ``(batch,)``."""
     if target is None:
         return None
     target = jnp.asarray(target)
     if not jnp.issubdtype(target.dtype, jnp.integer):
-        raise TypeError(f"target must be None or an integer array of shape (batch,); got dtype {target.dtype}.")
+        raise TypeError(
+            f"target must be None, an int or an integer array of shape (batch,); got dtype {target.dtype}."
+        )
+    if target.ndim == 0:
+        target = jnp.broadcast_to(target, (batch,))
     if target.shape != (batch,):
-        raise ValueError(f"target must be None or an integer array of shape (batch,) = ({batch},); got {target.shape}.")
+        raise ValueError(
+            f"target must be None, an int or an integer array of shape (batch,) = ({batch},); got {target.shape}."
+        )
     low, high = _concrete(target.min()), _concrete(target.max())
     if low is not None and high is not None:
         if low < 0 or high >= n_classes:
@@ -139,6 +158,19 @@ def _check_score(score: str) -> str:
     if not isinstance(score, str) or score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}; got {score!r}.")
     return score
+
+
+def _check_perturbation(perturbation: PerturbationFn, x: jax.Array) -> None:
+    """Trace (not run) the perturbation on one example: a preset that does not apply to the
+    layout (blur on tabular rows) or a callable of the wrong shape fails here, before any
+    relevance is computed or program compiled."""
+    example = jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
+    out = jax.eval_shape(perturbation, jax.random.key(0), example)
+    if getattr(out, "shape", None) != example.shape:
+        raise ValueError(
+            f"a perturbation callable must return the example's shape {example.shape}; "
+            f"got {getattr(out, 'shape', type(out).__name__)}."
+        )
 
 
 def _check_chunk_size(chunk_size: Any) -> int | None:
@@ -165,13 +197,14 @@ def _check_devices(shard: bool, devices: Sequence[jax.Device] | None) -> list[ja
 class _Ranking:
     """Static settings of the preparation step (hashable, a ``jit`` static argument)."""
 
-    region: int
+    region: tuple[int, ...]  # one size per region axis
     order: str
     perturbation: PerturbationFn
 
 
 def _prepare_impl(x, relevance, keys, ranking: _Ranking):
-    """Per image: rank map ``(H, W)`` and replacement ``(H, W, C)``."""
+    """Per example: rank map over the region axes (``(H, W)`` for images) and replacement
+    (``x``'s shape without the batch axis)."""
 
     def one(image, rel, key):
         order_key = random_order_key(key) if ranking.order == "random" else key  # ranked orders ignore it
@@ -179,7 +212,7 @@ def _prepare_impl(x, relevance, keys, ranking: _Ranking):
         replacement = jnp.asarray(ranking.perturbation(key, image), image.dtype)
         if replacement.shape != image.shape:
             raise ValueError(
-                f"a perturbation callable must return the image's shape {image.shape}; got {replacement.shape}."
+                f"a perturbation callable must return the example's shape {image.shape}; got {replacement.shape}."
             )
         return ranks, replacement
 
@@ -196,15 +229,23 @@ def _logits_impl(apply_fn, params, x, replacement, ranks, counts):
 
 def _score_impl(logits, target, score: str):
     """Scores ``(b, k)`` at the target class; target None -> argmax of the unperturbed logits
-    (count 0 is always column 0)."""
+    (count 0 is always column 0).
+
+    One logit (a binary classifier): ``"probability"`` is ``σ(z)`` (a softmax over one class is
+    1 whatever the input) and ``"accuracy"`` is ``z > 0`` (still predicted positive)."""
     if target is None:
         target = jnp.argmax(logits[:, 0], axis=-1).astype(jnp.int32)
     at_target = lambda a: jnp.take_along_axis(a, target[:, None, None], axis=-1)[..., 0]
     logits = logits.astype(jnp.float32)
-    if score == "probability":
+    single = logits.shape[-1] == 1
+    if score == "sigmoid" or (score == "probability" and single):
+        values = jax.nn.sigmoid(at_target(logits))
+    elif score == "probability":
         values = at_target(jax.nn.softmax(logits, axis=-1))
     elif score == "logit":
         values = at_target(logits)
+    elif single:
+        values = (logits[..., 0] > 0).astype(jnp.float32)
     else:
         values = (jnp.argmax(logits, axis=-1) == target[:, None]).astype(jnp.float32)
     return values, target
@@ -254,12 +295,24 @@ def _pad(array: jax.Array | None, size: int) -> jax.Array | None:
     return jnp.concatenate([array, jnp.repeat(array[-1:], size - array.shape[0], axis=0)])
 
 
-def _images_and_regions(x: Any, relevance: Any, region: Any) -> tuple[jax.Array, jax.Array, int, int]:
-    """Validate the images, relevance and region side; return them with ``n_regions``."""
+def _regions_of(x: jax.Array, region: Any) -> tuple[tuple[int, ...], int]:
+    """Region sizes (one per region axis of ``x``'s layout) and ``n_regions``."""
+    shape = regions.spatial_shape(x.shape)
+    region = regions.check_region(region, shape, regions.axis_names(x.shape))
+    return region, regions.n_regions(shape, region)
+
+
+def _curve_counts(x: jax.Array, region: tuple[int, ...], n: int, steps: Any) -> np.ndarray:
+    """``c_k`` for ``k = 0..L``, warning when the last ones repeat (see ``regions.step_counts``)."""
+    steps = regions.check_steps(steps, regions.spatial_shape(x.shape), region)
+    regions.warn_repeated_steps(n, steps, stacklevel=4)
+    return regions.step_counts(n, steps)
+
+
+def _images_and_regions(x: Any, relevance: Any, region: Any) -> tuple[jax.Array, jax.Array, tuple[int, ...], int]:
+    """Validate the inputs, relevance and region sizes; return them with ``n_regions``."""
     x, relevance = _check_images(x, relevance)
-    height, width = x.shape[1:3]
-    region = regions.check_region(region, height, width)
-    return x, relevance, region, regions.n_regions(height, width, region)
+    return (x, relevance) + _regions_of(x, region)
 
 
 def _run(
@@ -272,6 +325,7 @@ def _run(
     ranking = _Ranking(
         region, regions.check_order(order), resolve_perturbation(perturbation, low=low, high=high, blur_sigma=blur_sigma)
     )
+    _check_perturbation(ranking.perturbation, x)
     score = _check_score(score)
     chunk_size = _check_chunk_size(chunk_size)
     devices = _check_devices(shard, devices)
@@ -320,7 +374,7 @@ def scores_at_counts(
     relevance: jax.Array,
     counts: Sequence[int] | np.ndarray,
     *,
-    region: int = 4,
+    region: int | Sequence[int] = 4,
     **options: Any,
 ) -> tuple[jax.Array, jax.Array]:
     """Scores after perturbing the top ``counts[j]`` regions, for any list of counts.
@@ -328,7 +382,7 @@ def scores_at_counts(
     The engine behind :func:`perturbation_curve` and :func:`confidence_drop`; ``options``
     are their keyword arguments (``order``, ``perturbation``, ``score``, ``key``,
     ``chunk_size``, ``low``, ``high``, ``blur_sigma``, ``shard``, ``devices``,
-    ``progress``). ``counts`` must start with 0 (the unperturbed image) and lie in
+    ``progress``). ``counts`` must start with 0 (the unperturbed input) and lie in
     ``[0, n_regions]``.
 
     Returns:
@@ -357,7 +411,7 @@ def perturbation_curve(
     target: jax.Array | None,
     relevance: jax.Array,
     *,
-    region: int = 4,
+    region: int | Sequence[int] = 4,
     steps: int = 16,
     order: str = "morf",
     perturbation: str | PerturbationFn = "uniform",
@@ -378,25 +432,41 @@ def perturbation_curve(
         (e.g. a Flax ``model.apply``). A static ``jit`` argument: pass the same object on
         every call to reuse the compiled program.
       params: ``apply_fn``'s parameters (any pytree).
-      x: images ``(batch, height, width, channels)`` (NHWC), floating, finite.
-      target: int array ``(batch,)`` of classes, or None for the argmax of the unperturbed
-        logits.
+      x: inputs, floating, finite, in one of the layouts of :mod:`jaxattr.evaluation.regions`:
+        ``(batch, features)`` (tabular rows, embeddings: the features are the region axis,
+        no channels), ``(batch, length, channels)`` (signals, sequences such as one-hot DNA
+        ``(batch, 200, 4)``), ``(batch, height, width, channels)`` (NHWC images) or in
+        general ``(batch, *axes, channels)``. The last axis of a 3-D or larger ``x`` is
+        always the channels: give single-channel images and signals a channel axis
+        (``x[..., None]``).
+      target: int array ``(batch,)`` of classes, an int (the same class for every example)
+        or None for the argmax of the unperturbed logits.
       relevance: array of ``x``'s shape (any attribution). Summed over channels, then over
-        ``region``×``region`` regions (edge regions are smaller when the size is not a
-        multiple of ``region``).
-      region: side ``r`` of the square regions, ``1 ≤ r ≤ min(height, width)``;
-        ``n = ⌈H/r⌉·⌈W/r⌉`` regions.
+        each region (edge regions are smaller when an axis is not a multiple of its region
+        size).
+      region: region size, an int (the same on every region axis: ``r×r`` squares on images,
+        ``r`` positions of a sequence, ``r`` consecutive features of a row) or a tuple with
+        one size per region axis (``(4, 2)`` rectangles on images), each in ``[1, axis
+        size]``; ``n = Π_i ⌈axis_i/r_i⌉`` regions.
       steps: ``L``, ``1 ≤ L ≤ n``; step k perturbs the top ``c_k = min(k·⌈n/L⌉, n)`` regions
-        (cumulatively: each step starts from ``x`` with the top ``c_k`` set perturbed).
+        (cumulatively: each step starts from ``x`` with the top ``c_k`` set perturbed). When
+        ``(L − 1)·⌈n/L⌉ ≥ n`` the last columns repeat the fully perturbed input, which AOPC
+        then weighs more: a :class:`~jaxattr.evaluation.regions.RepeatedStepsWarning` says
+        so (``L`` dividing ``n`` never repeats).
       order: ``"morf"`` (most relevant first), ``"lerf"`` (least relevant first) or
         ``"random"`` (the random baseline; uses ``key``). Ties: stable sort on the
         row-major region index.
-      perturbation: ``"uniform"`` (``U(low, high)`` per pixel and channel, the paper's random
-        RGB value), ``"zeros"``, ``"mean"`` (the image's scalar mean), ``"blur"``
-        (Gaussian, ``blur_sigma``) or a callable ``(key, image) -> replacement`` called per
-        image. All channels of a perturbed pixel are replaced.
-      score: ``"probability"`` (softmax at the target; the paper's confidence), ``"logit"``
-        or ``"accuracy"`` (1.0 where ``argmax == target``).
+      perturbation: ``"uniform"`` (``U(low, high)`` per position and channel, the paper's
+        random RGB value), ``"zeros"``, ``"mean"`` (the example's scalar mean), ``"blur"``
+        (Gaussian along the region axes, ``blur_sigma``; not for tabular rows) or a callable
+        ``(key, example) -> replacement`` called per example. All channels of a perturbed
+        position are replaced.
+      score: ``"probability"`` (softmax at the target; the paper's confidence), ``"logit"``,
+        ``"accuracy"`` (1.0 where ``argmax == target``) or ``"sigmoid"`` (``σ`` of the
+        target logit: binary and multi-label sigmoid outputs). A model with a **single
+        logit** (a binary classifier, e.g. :class:`jaxattr.models.GenomicsCNN`) has only
+        target 0; its ``"probability"`` is ``σ(z)`` (a softmax over one class would be 1
+        everywhere and every AOPC 0) and its ``"accuracy"`` is ``z > 0``.
       key: PRNG key for the uniform noise and the random order; ``None`` means
         ``jax.random.key(0)``. Image i uses ``jax.random.split(key, batch)[i]``, so the result
         is deterministic given ``key`` and the batch, independent of chunking and sharding.
@@ -407,12 +477,12 @@ def perturbation_curve(
         results do not depend on its batch size (XLA's CPU kernels may round differently
         by batch size, ~1 ulp).
       low, high: data range for ``"uniform"``.
-      blur_sigma: Gaussian sigma in pixels for ``"blur"``.
+      blur_sigma: Gaussian sigma in positions for ``"blur"``.
       shard: split the batch over all local devices (``devices`` picks them and implies it).
       progress: show a tqdm bar when the work is split into chunks.
 
     Returns:
-      ``(batch, L + 1)`` float32 scores; column 0 is the unperturbed image.
+      ``(batch, L + 1)`` float32 scores; column 0 is the unperturbed input.
 
     Example (a linear model, relevance = each input's exact contribution to logit 0):
       >>> import jax.numpy as jnp
@@ -426,9 +496,19 @@ def perturbation_curve(
       [[96.0, 72.0, 48.0, 24.0, 0.0]]
       >>> aopc(curve).tolist()
       [48.0]
+
+    The same on a sequence ``(batch, length, channels)`` and on tabular rows:
+      >>> x = jnp.full((1, 8, 3), 0.5)
+      >>> apply_fn = lambda w, x: x.reshape(len(x), -1) @ w[: x[0].size]
+      >>> perturbation_curve(apply_fn, w, x, 0, x, region=2, steps=4, perturbation="zeros",
+      ...                    score="logit").tolist()  # 4 regions of 2 positions × 3 channels
+      [[12.0, 9.0, 6.0, 3.0, 0.0]]
+      >>> perturbation_curve(apply_fn, w, x[:, :, 0], 0, x[:, :, 0], region=1, steps=4,
+      ...                    perturbation="zeros", score="logit").tolist()  # 8 features
+      [[4.0, 3.0, 2.0, 1.0, 0.0]]
     """
     x, relevance, region, n = _images_and_regions(x, relevance, region)
-    counts = regions.step_counts(n, regions.check_steps(steps, n, region, *x.shape[1:3]))
+    counts = _curve_counts(x, region, n, steps)
     scores, _ = _run(
         apply_fn, params, x, target, relevance, counts, region=region, order=order, perturbation=perturbation,
         score=score, key=key, chunk_size=chunk_size, low=low, high=high, blur_sigma=blur_sigma, shard=shard,
@@ -438,7 +518,7 @@ def perturbation_curve(
 
 
 def aopc(curve: jax.Array) -> jax.Array:
-    """Area over the perturbation curve, per image (Samek et al. 2017, eq. 12).
+    """Area over the perturbation curve, per example (Samek et al. 2017, eq. 12).
 
     .. math:: \\mathrm{AOPC} = \\frac{1}{L+1} \\sum_{k=0}^{L} \\big(f(x^{(0)}) - f(x^{(k)})\\big)
 
@@ -465,7 +545,7 @@ def confidence_drop(
     relevance: jax.Array,
     *,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
-    region: int = 1,
+    region: int | Sequence[int] = 1,
     order: str = "morf",
     perturbation: str | PerturbationFn = "uniform",
     score: str = "probability",
@@ -505,7 +585,7 @@ def perturbed_inputs(
     x: jax.Array,
     relevance: jax.Array,
     *,
-    region: int = 4,
+    region: int | Sequence[int] = 4,
     steps: int = 16,
     order: str = "morf",
     perturbation: str | PerturbationFn = "uniform",
@@ -514,12 +594,13 @@ def perturbed_inputs(
     high: float = 1.0,
     blur_sigma: float = 1.0,
 ) -> jax.Array:
-    """The images :func:`perturbation_curve` feeds to the model, ``(batch, L + 1, H, W, C)``
+    """The inputs :func:`perturbation_curve` feeds to the model, ``(batch, L + 1, *x.shape[1:])``
     (same arguments, same key derivation). Meant for figures and checks; it materialises
-    all ``batch·(L+1)`` images."""
+    all ``batch·(L+1)`` inputs."""
     x, relevance, region, n = _images_and_regions(x, relevance, region)
-    counts = jnp.asarray(regions.step_counts(n, regions.check_steps(steps, n, region, *x.shape[1:3])))
+    counts = jnp.asarray(_curve_counts(x, region, n, steps))
     ranking = _Ranking(
         region, regions.check_order(order), resolve_perturbation(perturbation, low=low, high=high, blur_sigma=blur_sigma)
     )
+    _check_perturbation(ranking.perturbation, x)
     return _inputs(x, relevance, image_keys(resolve_key(key), x.shape[0]), counts, ranking)

@@ -1,26 +1,33 @@
 """Perturbations: what a removed region is replaced with, and how the step inputs are built.
 
-A perturbation is any callable ``(key, image) -> replacement`` that maps **one image**
-``(height, width, channels)`` and a PRNG key to an array of the same shape; it is called
-once per image (under ``jax.vmap``) and the *same* replacement is used at every step, so a
-pixel perturbed at step k holds the same value at steps k+1..L and the curve is consistent.
-The presets are frozen dataclasses (hashable, hence usable as static ``jit`` arguments):
+A perturbation is any callable ``(key, example) -> replacement`` that maps **one example**
+(an image ``(height, width, channels)``, a sequence ``(length, channels)``, a tabular row
+``(features,)``: ``x`` without its batch axis) and a PRNG key to an array of the same shape;
+it is called once per example (under ``jax.vmap``) and the *same* replacement is used at
+every step, so a position perturbed at step k holds the same value at steps k+1..L and the
+curve is consistent. The presets are frozen dataclasses (hashable, hence usable as static
+``jit`` arguments):
 
 ==============  =====================================================================
 name            replacement
 ==============  =====================================================================
 ``"zeros"``     0
-``"mean"``      the image's scalar mean over all pixels and channels
-``"uniform"``   i.i.d. ``U(low, high)`` per pixel **and** channel — the Amorim et al.
+``"mean"``      the example's scalar mean over all positions and channels (a tabular
+                row: the mean of its features — meaningful only for features on one
+                scale; pass a callable returning per-feature means otherwise)
+``"uniform"``   i.i.d. ``U(low, high)`` per position **and** channel — the Amorim et al.
                 "random RGB value"; ``[low, high]`` is the data range (default [0, 1])
-``"blur"``      a Gaussian-blurred copy (per channel, ``sigma`` in pixels,
-                ``scipy.ndimage.gaussian_filter`` semantics: truncate 4σ, reflect edges)
+``"blur"``      a Gaussian-blurred copy (per channel, along every region axis: both
+                axes of an image, the length of a sequence; ``sigma`` in positions,
+                ``scipy.ndimage.gaussian_filter`` semantics: truncate 4σ, reflect
+                edges). Tabular rows ``(batch, features)`` have no neighbourhood to blur
+                over: refused with a ``ValueError``.
 ==============  =====================================================================
 
-A perturbed pixel is replaced in **all** channels (iNNvestigate ≤ 2.0.1 and Quantus
+A perturbed position is replaced in **all** channels (iNNvestigate ≤ 2.0.1 and Quantus
 perturbed only the first channel of a region — DESIGN.md §8).
-A user callable is called per image with that image's key; pass the same function object
-on every call or ``jit`` recompiles (it is a static argument).
+A user callable is called per example with that example's key; pass the same function
+object on every call or ``jit`` recompiles (it is a static argument).
 """
 from __future__ import annotations
 
@@ -38,7 +45,7 @@ PERTURBATIONS = ("zeros", "mean", "uniform", "blur")
 
 @dataclasses.dataclass(frozen=True)
 class Zeros:
-    """Replace perturbed pixels by 0."""
+    """Replace perturbed positions by 0."""
 
     def __call__(self, key: jax.Array, image: jax.Array) -> jax.Array:
         del key
@@ -47,7 +54,7 @@ class Zeros:
 
 @dataclasses.dataclass(frozen=True)
 class Mean:
-    """Replace perturbed pixels by the image's scalar mean over all pixels and channels."""
+    """Replace perturbed positions by the example's scalar mean over all positions and channels."""
 
     def __call__(self, key: jax.Array, image: jax.Array) -> jax.Array:
         del key
@@ -56,7 +63,7 @@ class Mean:
 
 @dataclasses.dataclass(frozen=True)
 class Uniform:
-    """Replace each perturbed pixel and channel by an independent draw from ``U(low, high)``."""
+    """Replace each perturbed position and channel by an independent draw from ``U(low, high)``."""
 
     low: float = 0.0
     high: float = 1.0
@@ -74,10 +81,14 @@ class Uniform:
 
 @dataclasses.dataclass(frozen=True)
 class Blur:
-    """Replace perturbed pixels by a Gaussian-blurred copy of the image (each channel alone).
+    """Replace perturbed positions by a Gaussian-blurred copy of the example (each channel
+    alone), blurred along every axis but the last (the channels).
 
-    Matches ``scipy.ndimage.gaussian_filter(image, (sigma, sigma, 0), truncate=truncate)``
-    (mode ``"reflect"``): the kernel radius is ``int(truncate·sigma + 0.5)``.
+    On an image ``(H, W, C)`` it matches ``scipy.ndimage.gaussian_filter(image, (sigma, sigma,
+    0), truncate=truncate)`` (mode ``"reflect"``; kernel radius ``int(truncate·sigma + 0.5)``);
+    on a sequence ``(L, C)`` it is the 1-D Gaussian along the length,
+    ``gaussian_filter(x, (sigma, 0))``. A tabular row ``(features,)`` has no channel axis and
+    no neighbourhood: ``ValueError``.
     """
 
     sigma: float = 1.0
@@ -89,12 +100,19 @@ class Blur:
 
     def __call__(self, key: jax.Array, image: jax.Array) -> jax.Array:
         del key
+        if image.ndim < 2:
+            raise ValueError(
+                f"the blur perturbation needs examples with region axes and a channel axis ((length, "
+                f"channels), (height, width, channels), ...); got one of shape {image.shape}: tabular rows "
+                f"(batch, features) have no neighbourhood to blur over. Use 'zeros', 'mean', 'uniform' or a "
+                f"callable (key, row) -> replacement."
+            )
         radius = int(self.truncate * self.sigma + 0.5)
         taps = np.arange(-radius, radius + 1)
         weights = np.exp(-0.5 * (taps / self.sigma) ** 2)
         weights = weights / weights.sum()
         blurred = image.astype(jnp.float32)
-        for axis in (0, 1):
+        for axis in range(image.ndim - 1):
             blurred = _correlate(blurred, weights, axis)
         return blurred.astype(image.dtype)
 
@@ -150,7 +168,7 @@ def resolve_key(key: jax.Array | None) -> jax.Array:
 
 
 def image_keys(key: jax.Array, batch: int) -> jax.Array:
-    """One key per image, ``(batch,)``. Image i's noise and random order depend only on
+    """One key per example, ``(batch,)``. Example i's noise and random order depend only on
     ``key``, ``i`` and ``batch`` — never on chunking or sharding."""
     return jax.random.split(key, batch)
 
@@ -163,10 +181,13 @@ def random_order_key(image_key: jax.Array) -> jax.Array:
 
 
 def perturb(image: jax.Array, replacement: jax.Array, ranks: jax.Array, counts: jax.Array) -> jax.Array:
-    """Inputs for every count at once: ``(K, H, W, C)`` from one image.
+    """Inputs for every count at once: ``(K, *image.shape)`` from one example (``(K, H, W, C)``
+    from an image with its ``(H, W)`` rank map).
 
-    Row k is ``image`` with the pixels whose region rank is ``< counts[k]`` taken from
-    ``replacement`` in all channels (``counts[k] = 0`` returns ``image`` exactly).
+    Row k is ``image`` with the positions whose region rank is ``< counts[k]`` taken from
+    ``replacement`` in all channels (``counts[k] = 0`` returns ``image`` exactly). ``ranks``
+    has the region axes of ``image``: all of its axes, or all but the last (the channels).
     """
-    mask = ranks[None, :, :, None] < counts[:, None, None, None]
+    channels = (1,) * (image.ndim - ranks.ndim)
+    mask = ranks.reshape((1,) + ranks.shape + channels) < counts.reshape((-1,) + (1,) * image.ndim)
     return jnp.where(mask, replacement[None], image[None])

@@ -39,7 +39,7 @@ from ..training.cv import split_fold, stratified_folds
 from ..training.groups import GROUPS
 from ..training.loop import grid_strategy, train_grid
 from .report import write_report
-from .store import BASELINE_GROUP, DROP_FRACTIONS, RANDOM_METHOD, ResultsStore, StudyConfig, Unit
+from .store import BASELINE_GROUP, DROP_FRACTIONS, RANDOM_METHOD, ResultsStore, StudyConfig, StudyStoreError, Unit
 
 #: Methods by the names the study and the CLI use. The paper's five come first; its "LRP" is
 #: iNNvestigate 1.0.8's ``lrp.epsilon`` (ε = 1e-7, bias kept, on every layer), the analyzer of
@@ -91,6 +91,9 @@ def study_config(**options: Any) -> StudyConfig:
     o = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None or k == "eval_size"}}
     if o["dataset"] not in DATASETS:
         raise ValueError(f"unknown dataset {o['dataset']!r}: choose from {list(DATASETS)}")
+    if isinstance(o["methods"], str) or not o["methods"]:
+        raise ValueError(f"methods must name one or more methods (the random baseline is always added), got "
+                         f"{o['methods']!r}: choose from {list(METHODS)}")
     bad = [m for m in o["methods"] if m not in METHODS]
     if bad:
         raise ValueError(f"unknown methods {bad}: choose from {list(METHODS)}")
@@ -101,6 +104,10 @@ def study_config(**options: Any) -> StudyConfig:
         raise ValueError(f"unknown width {o['width']!r}: choose from {list(WIDTHS)}")
     if o["folds"] < 2:
         raise ValueError(f"folds must be >= 2 (cross-validation), got {o['folds']}")
+    eval_size = o["eval_size"]
+    if eval_size is not None and (isinstance(eval_size, bool) or not isinstance(eval_size, (int, np.integer))
+                                  or eval_size < 1):
+        raise ValueError(f"eval_size must be None (all test images) or an integer >= 1, got {eval_size!r}")
     training = {k: o[k] for k in ("epochs", "patience", "batch_size", "learning_rate", "width",
                                   "val_fraction")}
     perturbation = {k: o[k] for k in ("eval_size", "region", "steps", "perturbation", "score")}
@@ -265,7 +272,7 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, 
                       unit="model", disable=not progress)
     for fold in sorted(by_fold):
         x_tr, y_tr, x_val, y_val, x_te, y_te = split_fold(x, y, folds[fold])
-        if eval_size:
+        if eval_size is not None:
             x_te, y_te = x_te[:eval_size], y_te[:eval_size]
         fold_units = _fold_units(config, fold)
         trained += _train_fold(store, fast_model, fold_units, (x_tr, y_tr, x_val, y_val), fold,
@@ -287,6 +294,11 @@ def make_report(store: ResultsStore) -> Path:
     """(Re)write report.md and figures/ of a study folder from what is stored."""
     config = store.config
     results = store.read_results()
+    if results.empty:
+        units = len(config.units())
+        raise StudyStoreError(
+            f"{store.root} holds no finished unit yet (0 of {units} units evaluated): there is nothing to "
+            f"report. Run jaxattr study with this study's options and --out {store.root} (it resumes) first.")
     curves = store.mean_curves(decay=min(config.decays), group=None) if len(results) else None
     saliency = {}
     for unit in config.units():

@@ -324,10 +324,10 @@ class StudyConfig:
         return cls(**dict(data))
 
     def differences(self, other: StudyConfig) -> list[str]:
-        """``"field: stored X, requested Y"`` for every field where ``other`` differs from this one."""
-        mine, theirs = self.to_dict(), other.to_dict()
-        return [f"{name}: stored {mine[name]!r}, requested {theirs[name]!r}"
-                for name in mine if mine[name] != theirs[name]]
+        """``"field: stored X, requested Y"`` for every field where ``other`` differs from this one;
+        inside the nested settings, one line per differing setting (``"perturbation.steps: stored
+        10, requested 5"``), not the whole dicts."""
+        return _differences("", self.to_dict(), other.to_dict())
 
     def merged_with(self, requested: StudyConfig) -> StudyConfig:
         """This (stored) configuration grown by the methods of ``requested``.
@@ -344,6 +344,22 @@ class StudyConfig:
         if differences:
             raise ConfigMismatchError("\n".join(f"  {line}" for line in differences))
         return merged
+
+
+_ABSENT = "(not set)"
+
+
+def _differences(path: str, mine: Any, theirs: Any) -> list[str]:
+    """Lines ``"path: stored X, requested Y"`` for every leaf where two JSON values differ."""
+    if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+        keys = list(mine) + [k for k in theirs if k not in mine]
+        return [line for key in keys
+                for line in _differences(f"{path}.{key}" if path else key, mine.get(key, _ABSENT),
+                                         theirs.get(key, _ABSENT))]
+    if mine == theirs:
+        return []
+    show = lambda value: value if value is _ABSENT else repr(value)
+    return [f"{path}: stored {show(mine)}, requested {show(theirs)}"]
 
 
 def _as_names(values: object, name: str) -> tuple[Any, ...]:

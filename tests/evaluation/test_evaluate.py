@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxattr.evaluation import aopc, confidence_drop, evaluate, perturbation_curve
 
@@ -42,6 +43,7 @@ def test_evaluate_table_matches_the_separate_functions(h, images, cnn_params):
         np.testing.assert_allclose(rows[["drop_10", "drop_50", "drop_75"]], drops, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::jaxattr.evaluation.regions.RepeatedStepsWarning")  # 63 pixels, 10 steps
 def test_default_columns_are_the_papers_drops(h, images, cnn_params):
     df = evaluate(h.cnn_apply, cnn_params, images, jnp.zeros(6, jnp.int32), {}, perturbation="zeros", progress=False)
     assert list(df.columns) == [

@@ -27,8 +27,10 @@ def curve(**overrides):
     "overrides, error, match",
     [
         (dict(relevance=R[..., :1]), ValueError, r"relevance must have x's shape \(2, 8, 8, 3\); got \(2, 8, 8, 1\)"),
-        (dict(x=X[0], relevance=R[0]), ValueError, r"x must be a 4-D NHWC array .* got shape \(8, 8, 3\)"),
-        (dict(x=X[:0], relevance=R[:0]), ValueError, r"x must hold at least one image; got batch size 0"),
+        (dict(x=X[0, 0, 0], relevance=R[0, 0, 0]), ValueError, r"x must be \(batch, features\) or \(batch, \*axes, channels\) .* got shape \(3,\)"),
+        (dict(x=X[0], relevance=R[0]), TypeError, r"apply_fn\(params, x\) fails on x of shape \(8, 8, 3\), read as \(batch, length, channels\): dot_general"),
+        (dict(x=X[:0], relevance=R[:0]), ValueError, r"x must hold at least one example; got batch size 0"),
+        (dict(region=(2, 2, 2)), ValueError, r"region must be an int or a tuple of 2 ints \(one size per axis: height, width\)"),
         (dict(x=X.astype(jnp.int32), relevance=R), TypeError, r"x must have a floating dtype; got int32"),
         (dict(region=9), ValueError, r"region must lie in \[1, min\(height, width\)\] = \[1, 8\] .* got 9"),
         (dict(region=0), ValueError, r"region must lie in \[1, .* got 0"),
@@ -40,12 +42,12 @@ def curve(**overrides):
         (dict(x=X.at[0, 0, 0, 0].set(jnp.inf)), ValueError, r"x contains 1 non-finite values \(NaN or Inf\)"),
         (dict(perturbation="noise"), ValueError, r"perturbation must be one of \('zeros', 'mean', 'uniform', 'blur'\) or a callable .* got 'noise'"),
         (dict(order="mostrelevant"), ValueError, r"order must be one of \('morf', 'lerf', 'random'\); got 'mostrelevant'"),
-        (dict(score="softmax"), ValueError, r"score must be one of \('probability', 'logit', 'accuracy'\); got 'softmax'"),
-        (dict(target=jnp.array([0, 1, 2])), ValueError, r"target must be None or an integer array of shape \(batch,\) = \(2,\); got \(3,\)"),
+        (dict(score="softmax"), ValueError, r"score must be one of \('probability', 'logit', 'accuracy', 'sigmoid'\); got 'softmax'"),
+        (dict(target=jnp.array([0, 1, 2])), ValueError, r"target must be None, an int or an integer array of shape \(batch,\) = \(2,\); got \(3,\)"),
         (dict(target=jnp.array([[0], [1]])), ValueError, r"shape \(batch,\) = \(2,\); got \(2, 1\)"),
         (dict(target=jnp.array([0, 4])), ValueError, r"target values must lie in \[0, n_classes\) = \[0, 4\); got min 0, max 4"),
         (dict(target=jnp.array([-1, 0])), ValueError, r"target values must lie in \[0, n_classes\) = \[0, 4\); got min -1"),
-        (dict(target=jnp.array([0.0, 1.0])), TypeError, r"target must be None or an integer array .* got dtype float32"),
+        (dict(target=jnp.array([0.0, 1.0])), TypeError, r"target must be None, an int or an integer array .* got dtype float32"),
         (dict(chunk_size=0), ValueError, r"chunk_size must be None or a positive int .* got 0"),
         (dict(perturbation="uniform", low=1.0, high=0.0), ValueError, r"low must be < high, both finite, .* got low=1.0, high=0.0"),
         (dict(perturbation="uniform", high=float("inf")), ValueError, r"low must be < high, both finite, .* high=inf"),
@@ -62,7 +64,7 @@ def test_bad_input_raises_a_clear_error(overrides, error, match):
 
 
 def test_bad_callable_perturbation_shape():
-    with pytest.raises(ValueError, match=r"perturbation callable must return the image's shape \(8, 8, 3\); got \(8, 8\)"):
+    with pytest.raises(ValueError, match=r"perturbation callable must return the example's shape \(8, 8, 3\); got \(8, 8\)"):
         curve(perturbation=lambda key, image: image[..., 0])
 
 

@@ -349,3 +349,16 @@ def test_expand_baseline_copies_decay_zero_into_every_group(tmp_path):
         zero = expanded.loc[(expanded["group"] == group) & (expanded["decay"] == 0)]
         np.testing.assert_array_equal(np.sort(zero["aopc"].to_numpy()), np.sort(baseline))
     assert len(expanded) == len(results) + len(baseline)
+
+
+def test_config_mismatch_names_the_one_differing_nested_setting(tmp_path):
+    """Issue #22: the message named the whole nested dicts (``perturbation: stored {...}, requested
+    {...}``), burying the one setting that differs."""
+    perturbation = {"region": 1, "steps": 10, "perturbation": "uniform", "score": "probability", "fractions": [0.1]}
+    ResultsStore(tmp_path / "study", make_config(perturbation=perturbation))
+    with pytest.raises(ConfigMismatchError) as error:
+        ResultsStore(tmp_path / "study", make_config(perturbation={**perturbation, "steps": 20, "seed_extra": 1}))
+    message = str(error.value)
+    assert "perturbation.steps: stored 10, requested 20" in message
+    assert "perturbation.seed_extra: stored (not set), requested 1" in message
+    assert "region" not in message and "uniform" not in message  # the settings that agree are not repeated
