@@ -6,8 +6,10 @@ Every function here works on **one image** (``(height, width, channels)``) and i
 
 Conventions (DESIGN.md §3):
 
-* relevance is **summed over channels**, then over each r×r region (a region's score is
-  the sum of its pixels' relevance). When ``height`` or ``width`` is not a multiple of
+* relevance is **summed over channels, signed** (``reduce="sum"``, the default: positive and
+  negative channels of a pixel cancel), then over each r×r region (a region's score is the
+  sum of its pixels' scores). ``reduce="abs_sum"`` sums ``|R|`` over channels, ``"l2"`` takes
+  the channel vector's norm ``‖R‖₂`` (:data:`REDUCTIONS`, :func:`region_scores`). When ``height`` or ``width`` is not a multiple of
   ``r`` the regions of the last row/column are smaller (the image is padded with zero
   relevance, which does not change any sum).
 * iNNvestigate's perturbation tool averages over channels and scores regions by their
@@ -32,6 +34,15 @@ import jax.numpy as jnp
 import numpy as np
 
 ORDERS = ("morf", "lerf", "random")
+#: How a pixel's channels become one score: signed sum, sum of magnitudes, Euclidean norm.
+REDUCTIONS = ("sum", "abs_sum", "l2")
+
+
+def check_reduce(reduce: str) -> str:
+    """Return ``reduce`` if it is one of :data:`REDUCTIONS`, else raise a ``ValueError``."""
+    if not isinstance(reduce, str) or reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {REDUCTIONS}; got {reduce!r}.")
+    return reduce
 
 
 def check_order(order: str) -> str:
@@ -111,11 +122,31 @@ def fraction_counts(n: int, fractions: Sequence[float]) -> np.ndarray:
     return np.array([math.ceil(round(f * n, 9)) for f in fractions], dtype=np.int32)
 
 
-def region_scores(relevance: jax.Array, region: int) -> jax.Array:
-    """Sum one image's relevance ``(H, W, C)`` over channels and r×r regions -> ``(rows, cols)``."""
+def region_scores(relevance: jax.Array, region: int, reduce: str = "sum") -> jax.Array:
+    """One image's relevance ``(H, W, C)`` -> region scores ``(rows, cols)``: each pixel's
+    channels reduced to one number, then summed over r×r regions,
+
+    .. math::
+
+        s = \\sum_{(i, j) \\in \\text{region}} \\rho(R_{ij}), \\qquad
+        \\rho(R_{ij}) = \\sum_c R_{ijc} \\text{ (sum)}, \\quad \\sum_c |R_{ijc}| \\text{ (abs_sum)},
+        \\quad \\Big(\\sum_c R_{ijc}^2\\Big)^{1/2} \\text{ (l2)}.
+
+    ``"sum"`` (default) keeps the sign, as iNNvestigate's perturbation tool (which averages the
+    channels, DESIGN §9): a pixel whose channels carry +1 and −1 scores 0, and negative
+    evidence ranks last under MoRF. ``"abs_sum"``/``"l2"`` rank by magnitude (for maps whose
+    sign is not the evidence's direction).
+    """
+    check_reduce(reduce)
     height, width = relevance.shape[:2]
     rows, cols = grid_shape(height, width, region)
-    per_pixel = jnp.sum(relevance.astype(jnp.float32), axis=-1)
+    r = relevance.astype(jnp.float32)
+    if reduce == "abs_sum":
+        per_pixel = jnp.sum(jnp.abs(r), axis=-1)
+    elif reduce == "l2":
+        per_pixel = jnp.sqrt(jnp.sum(r * r, axis=-1))
+    else:
+        per_pixel = jnp.sum(r, axis=-1)
     padded = jnp.pad(per_pixel, ((0, rows * region - height), (0, cols * region - width)))
     return padded.reshape(rows, region, cols, region).sum(axis=(1, 3))
 
@@ -136,9 +167,10 @@ def region_ranks(scores: jax.Array, order: str, key: jax.Array) -> jax.Array:
     return ranks.reshape(scores.shape)
 
 
-def pixel_ranks(relevance: jax.Array, region: int, order: str, key: jax.Array) -> jax.Array:
+def pixel_ranks(relevance: jax.Array, region: int, order: str, key: jax.Array,
+                reduce: str = "sum") -> jax.Array:
     """Rank map at pixel resolution ``(H, W)``: each pixel carries its region's rank."""
     height, width = relevance.shape[:2]
-    ranks = region_ranks(region_scores(relevance, region), order, key)
+    ranks = region_ranks(region_scores(relevance, region, reduce), order, key)
     upsampled = jnp.repeat(jnp.repeat(ranks, region, axis=0), region, axis=1)
     return upsampled[:height, :width]
