@@ -107,9 +107,28 @@ class GradientXInput(Method):
         return x * super().compute(apply_fn, params, x, target, key)
 
 
+SEEDS = ("one", "logit")
+
+
+def _check_seed(method, seed):
+    if seed not in SEEDS:
+        raise ValueError(f"{type(method).__name__} seed must be one of {SEEDS}, got {seed!r}")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class DeconvNet(Method):
-    """DeconvNet (Zeiler & Fergus 2014): the ReLU acts on the backward signal."""
+    """DeconvNet (Zeiler & Fergus 2014): the ReLU acts on the backward signal, ``relu(g)``,
+    whatever the forward input's sign; dense/conv layers and max pools pass their gradient.
+
+    ``seed``: the output cotangent. ``"one"`` (default, like the gradient and Captum): one-hot on
+    the target. ``"logit"``: one-hot times the target logit ``f_t(x)``, iNNvestigate's convention
+    (its DeconvNet starts from the output *value*): for ``f_t(x) > 0`` that scales each example's
+    map by ``f_t(x)``; for ``f_t(x) < 0`` the ReLUs see the negated signal and the map differs."""
+
+    seed: str = "one"
+
+    def __post_init__(self):
+        _check_seed(self, self.seed)
 
     def composite(self):
         return C.deconvnet()
@@ -117,7 +136,17 @@ class DeconvNet(Method):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class GuidedBackprop(Method):
-    """Guided backpropagation (Springenberg et al. 2015): forward mask and positive signal."""
+    """Guided backpropagation (Springenberg et al. 2015): through a ReLU the signal is
+    ``relu(g) ⊙ 1{x > 0}`` (the forward mask and a positive signal).
+
+    ``seed``: ``"one"`` (default, like the gradient and Captum) or ``"logit"``, iNNvestigate's
+    convention (one-hot times ``f_t(x)``: a positive per-example scale where ``f_t(x) > 0``, a
+    different map where ``f_t(x) < 0``); see :class:`DeconvNet`."""
+
+    seed: str = "one"
+
+    def __post_init__(self):
+        _check_seed(self, self.seed)
 
     def composite(self):
         return C.guided_backprop()
@@ -266,11 +295,38 @@ class DeepTaylor(Method):
     """Deep Taylor decomposition (Montavon et al. 2017) with iNNvestigate 1.0.8's semantics:
     α1β0 on every dense/conv layer, the whole bias in the denominator, ``0/0 = 0``
     (``ignore_bias=True`` gives iNNvestigate 2.x's bias-free rule). With ``low``/``high`` it is
-    ``BoundedDeepTaylor``: the first layer gets z^B(low, high)."""
+    ``BoundedDeepTaylor``: the first layer gets z^B(low, high).
+
+    .. math::
+
+        R_i = \\sum_j \\frac{(x_i w_{ij})^+}{\\sum_k (x_k w_{kj})^+ + b_j} R_j, \\qquad
+        R_{\\text{out}} = \\max(0, f_t(x)) \\text{ on the target}
+
+    The output relevance is the target logit through a ReLU (``output_relu=True``, default), as
+    iNNvestigate, which wraps the model's outputs in a ReLU before analysing them
+    (``DeepTaylor._prepare_model`` in ``innvestigate/analyzer/deeptaylor.py``, every version):
+    an example whose target logit is ≤ 0 gets an all-zero map. Deep Taylor explains the
+    evidence *for* a class; seeding a negative logit would flip every relevance's sign (all
+    R ≤ 0 under α1β0), so the most positive evidence would rank last. ``output_relu=False``
+    seeds with the raw logit (jaxattr's earlier default): the same map where ``f_t(x) > 0``.
+    Checked against iNNvestigate 2.1.2 on a Keras twin (positive target logits):
+    ``DeepTaylor(ignore_bias=True)`` equals its ``deep_taylor`` and ``DeepTaylor()`` its
+    ``lrp.alpha_1_beta_0`` to ~4e-7.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxattr as ja
+        >>> f = lambda p, x: x @ p                      # one logit: x1 − 2·x2
+        >>> p, x = jnp.array([[1.0], [-2.0]]), jnp.array([[1.0, 2.0]])   # f = −3
+        >>> ja.attribute(f, p, x, method=ja.DeepTaylor()).tolist()
+        [[0.0, 0.0]]
+        >>> ja.attribute(f, p, x, method=ja.DeepTaylor(output_relu=False)).tolist()  # x1: evidence for, ranked last
+        [[-3.0, 0.0]]
+    """
 
     low: Optional[Any] = None
     high: Optional[Any] = None
     ignore_bias: bool = False
+    output_relu: bool = True
     seed: ClassVar[str] = "logit"
 
     def __post_init__(self):
@@ -283,6 +339,17 @@ class DeepTaylor(Method):
         if self.low is not None:
             comp = Composite((("first", ZBox(C._bound(self.low), C._bound(self.high), epsilon=0.0)),)) + comp
         return comp
+
+    def compute(self, apply_fn, params, x, target, key):
+        relevance, logits, target = backward(apply_fn, params, x, target, self.composite(), self.seed)
+        if not self.output_relu:
+            return relevance
+        # every rule is linear in the incoming relevance, so seeding relu(f_t) is seeding f_t
+        # and zeroing the examples whose f_t ≤ 0
+        target = jnp.broadcast_to(jnp.asarray(target), logits.shape[:1])
+        value = jnp.take_along_axis(jax.lax.stop_gradient(logits), target[:, None], axis=-1)[:, 0]
+        keep = (value > 0).reshape(value.shape + (1,) * (relevance.ndim - 1))
+        return jnp.where(keep, relevance, jnp.zeros_like(relevance))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -298,9 +365,14 @@ class DeepLIFT(Method):
       ``m = (f(z) − f(z₀)) / (z − z₀)``, the gradient where ``|z − z₀| < 1e-7``
       (:class:`~jaxattr.rules.Rescale`);
     * max pools and ``max``/``min`` of tensors (:class:`~jaxattr.rules.DeepLIFTMax`): ``maxpool=
-      "interpolate"`` (default) mixes the routings at x and x₀ so that the pool sums to delta
-      exactly, per example and for overlapping windows; ``"gradient"`` keeps the routing at x
-      (kundajelab/deeplift's default, not summation-exact).
+      "interpolate"`` (default, **jaxattr's own rule**, not the authors') mixes the routings at
+      x and x₀, ``m = λ g + (1 − λ) g₀`` with ``λ = (Δy − g₀·Δx) / (g·Δx − g₀·Δx)``, so that the
+      pool sums to delta exactly, per example and for overlapping windows, with every
+      multiplier in [0, 1]. The DeepLIFT authors' modes (kundajelab/deeplift
+      ``MaxPoolDeepLiftMode``) by their names: ``"gradient"`` (their default; the routing at x,
+      not summation-exact where the winner changes) and ``"scaled_gradient"`` (``Δy`` routed to
+      x's winner and divided by its ``Δx``, eq. 11 of the 2016 paper: sums to delta, but
+      unbounded — even negative — where the winner's ``Δx`` is small or of the other sign).
 
     The reference is evaluated alongside x, so every rule sees its inputs' reference values. A
     reference shared by the whole batch (a scalar, one example) is evaluated on one example and
@@ -321,7 +393,7 @@ class DeepLIFT(Method):
             directly by a dense/conv layer, Δ⁺ and Δ⁻ of its input are credited separately; other
             activations keep Rescale; see :mod:`jaxattr.rules.deeplift`). RevealCancel evaluates x
             once more and costs a few more transposed products per paired layer.
-        maxpool: ``"interpolate"`` or ``"gradient"`` (see above).
+        maxpool: ``"interpolate"``, ``"gradient"`` or ``"scaled_gradient"`` (see above).
         average_references: average the contributions over the K stacked references (as
             DeepSHAP/DeepLiftShap do); then ``Σ C = f_t(x) − mean_k f_t(x₀ᵏ)``. The target is
             fixed from x's own logits when not given.

@@ -200,6 +200,7 @@ class _Ranking:
     region: tuple[int, ...]  # one size per region axis
     order: str
     perturbation: PerturbationFn
+    reduce: str = "sum"
 
 
 def _prepare_impl(x, relevance, keys, ranking: _Ranking):
@@ -208,7 +209,7 @@ def _prepare_impl(x, relevance, keys, ranking: _Ranking):
 
     def one(image, rel, key):
         order_key = random_order_key(key) if ranking.order == "random" else key  # ranked orders ignore it
-        ranks = regions.pixel_ranks(rel, ranking.region, ranking.order, order_key)
+        ranks = regions.pixel_ranks(rel, ranking.region, ranking.order, order_key, ranking.reduce)
         replacement = jnp.asarray(ranking.perturbation(key, image), image.dtype)
         if replacement.shape != image.shape:
             raise ValueError(
@@ -318,12 +319,13 @@ def _images_and_regions(x: Any, relevance: Any, region: Any) -> tuple[jax.Array,
 def _run(
     apply_fn, params, x, target, relevance, counts, *, region, order="morf", perturbation="uniform",
     score="probability", key=None, chunk_size=None, low=0.0, high=1.0, blur_sigma=1.0, shard=False,
-    devices=None, progress=True,
+    devices=None, progress=True, reduce="sum",
 ) -> tuple[jax.Array, jax.Array]:
     """Scores ``(batch, len(counts))`` and the target used; x, relevance, region, counts are
     already validated."""
     ranking = _Ranking(
-        region, regions.check_order(order), resolve_perturbation(perturbation, low=low, high=high, blur_sigma=blur_sigma)
+        region, regions.check_order(order), resolve_perturbation(perturbation, low=low, high=high, blur_sigma=blur_sigma),
+        regions.check_reduce(reduce),
     )
     _check_perturbation(ranking.perturbation, x)
     score = _check_score(score)
@@ -382,7 +384,7 @@ def scores_at_counts(
     The engine behind :func:`perturbation_curve` and :func:`confidence_drop`; ``options``
     are their keyword arguments (``order``, ``perturbation``, ``score``, ``key``,
     ``chunk_size``, ``low``, ``high``, ``blur_sigma``, ``shard``, ``devices``,
-    ``progress``). ``counts`` must start with 0 (the unperturbed input) and lie in
+    ``progress``, ``reduce``). ``counts`` must start with 0 (the unperturbed input) and lie in
     ``[0, n_regions]``.
 
     Returns:
@@ -424,6 +426,7 @@ def perturbation_curve(
     shard: bool = False,
     devices: Sequence[jax.Device] | None = None,
     progress: bool = True,
+    reduce: str = "sum",
 ) -> jax.Array:
     """Region-perturbation curve ``f(x^{(k)})``, ``k = 0..L`` (Samek et al. 2017).
 
@@ -441,9 +444,9 @@ def perturbation_curve(
         (``x[..., None]``).
       target: int array ``(batch,)`` of classes, an int (the same class for every example)
         or None for the argmax of the unperturbed logits.
-      relevance: array of ``x``'s shape (any attribution). Summed over channels, then over
-        each region (edge regions are smaller when an axis is not a multiple of its region
-        size).
+      relevance: array of ``x``'s shape (any attribution). Reduced over channels by
+        ``reduce``, then summed over each region (edge regions are smaller when an axis is not
+        a multiple of its region size).
       region: region size, an int (the same on every region axis: ``r×r`` squares on images,
         ``r`` positions of a sequence, ``r`` consecutive features of a row) or a tuple with
         one size per region axis (``(4, 2)`` rectangles on images), each in ``[1, axis
@@ -480,6 +483,10 @@ def perturbation_curve(
       blur_sigma: Gaussian sigma in positions for ``"blur"``.
       shard: split the batch over all local devices (``devices`` picks them and implies it).
       progress: show a tqdm bar when the work is split into chunks.
+      reduce: how a position's channels become its score before the region sum
+        (:func:`jaxattr.evaluation.regions.region_scores`): ``"sum"`` (default) sums the
+        *signed* relevance, so positive and negative channels cancel and negative evidence
+        ranks last under MoRF; ``"abs_sum"`` sums ``|R|``; ``"l2"`` takes ``‖R_{ij:}‖₂``.
 
     Returns:
       ``(batch, L + 1)`` float32 scores; column 0 is the unperturbed input.
@@ -512,7 +519,7 @@ def perturbation_curve(
     scores, _ = _run(
         apply_fn, params, x, target, relevance, counts, region=region, order=order, perturbation=perturbation,
         score=score, key=key, chunk_size=chunk_size, low=low, high=high, blur_sigma=blur_sigma, shard=shard,
-        devices=devices, progress=progress,
+        devices=devices, progress=progress, reduce=reduce,
     )
     return scores
 
@@ -557,6 +564,7 @@ def confidence_drop(
     shard: bool = False,
     devices: Sequence[jax.Device] | None = None,
     progress: bool = True,
+    reduce: str = "sum",
 ) -> jax.Array:
     """Confidence drop ``f(x) − f(x^{(c)})`` after perturbing a fraction of the regions
     (Amorim et al. 2020, eq. 3), ``c = ⌈fraction · n⌉`` regions in ``order`` (MoRF by
@@ -576,7 +584,7 @@ def confidence_drop(
     scores, _ = _run(
         apply_fn, params, x, target, relevance, counts, region=region, order=order, perturbation=perturbation,
         score=score, key=key, chunk_size=chunk_size, low=low, high=high, blur_sigma=blur_sigma, shard=shard,
-        devices=devices, progress=progress,
+        devices=devices, progress=progress, reduce=reduce,
     )
     return scores[:, :1] - scores[:, 1:]
 
@@ -593,6 +601,7 @@ def perturbed_inputs(
     low: float = 0.0,
     high: float = 1.0,
     blur_sigma: float = 1.0,
+    reduce: str = "sum",
 ) -> jax.Array:
     """The inputs :func:`perturbation_curve` feeds to the model, ``(batch, L + 1, *x.shape[1:])``
     (same arguments, same key derivation). Meant for figures and checks; it materialises
@@ -600,7 +609,8 @@ def perturbed_inputs(
     x, relevance, region, n = _images_and_regions(x, relevance, region)
     counts = jnp.asarray(_curve_counts(x, region, n, steps))
     ranking = _Ranking(
-        region, regions.check_order(order), resolve_perturbation(perturbation, low=low, high=high, blur_sigma=blur_sigma)
+        region, regions.check_order(order), resolve_perturbation(perturbation, low=low, high=high, blur_sigma=blur_sigma),
+        regions.check_reduce(reduce),
     )
     _check_perturbation(ranking.perturbation, x)
     return _inputs(x, relevance, image_keys(resolve_key(key), x.shape[0]), counts, ranking)

@@ -71,6 +71,7 @@ def evaluate(
     shard: bool = False,
     devices: Sequence[jax.Device] | None = None,
     progress: bool = True,
+    reduce: str = "sum",
 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """AOPC and confidence drops for every method, one row per image × method.
 
@@ -88,8 +89,9 @@ def evaluate(
         callable ``(params, x, target) -> relevance`` (e.g. ``jaxattr.explain(apply_fn,
         method)``).
       region, steps, perturbation, score, key, chunk_size, low, high, blur_sigma, shard,
-        devices, progress: as in :func:`jaxattr.evaluation.perturbation_curve`
-        (defaults: the paper's protocol, ``region=1``, ``steps=10``).
+        devices, progress, reduce: as in :func:`jaxattr.evaluation.perturbation_curve`
+        (defaults: the paper's protocol, ``region=1``, ``steps=10``; regions ranked by their
+        *signed* relevance summed over channels, ``reduce="sum"``).
       fractions: confidence-drop fractions (as in
         :func:`jaxattr.evaluation.confidence_drop`).
       random_baseline: add method ``"random"`` (random order, the same key).
@@ -135,12 +137,13 @@ def evaluate(
     _check_perturbation(resolve_perturbation(perturbation, low=low, high=high, blur_sigma=blur_sigma), x)
     _check_score(score)
     _check_chunk_size(chunk_size)
+    regions.check_reduce(reduce)
     target = _check_target(target, batch, _check_model(apply_fn, params, x))
     if target is None:
         target = _predict(apply_fn, params, x)
     options = dict(
         region=region, perturbation=perturbation, score=score, key=key, chunk_size=chunk_size, low=low, high=high,
-        blur_sigma=blur_sigma, shard=shard, devices=devices, progress=progress,
+        blur_sigma=blur_sigma, shard=shard, devices=devices, progress=progress, reduce=reduce,
     )
     runs = [(name, value, "morf") for name, value in explanations.items()]
     if random_baseline:

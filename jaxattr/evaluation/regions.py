@@ -21,9 +21,12 @@ caller; the counting helpers are plain numpy (they decide shapes, so they run at
 
 Conventions (DESIGN.md §3):
 
-* relevance is **summed over channels**, then over each region (a region's score is the sum
-  of its positions' relevance). When an axis is not a multiple of its region size the last
-  regions along it are smaller (padded with zero relevance, which does not change any sum).
+* relevance is **summed over channels, signed** (``reduce="sum"``, the default: positive and
+  negative channels of a position cancel), then over each region (a region's score is the sum
+  of its positions' scores). ``reduce="abs_sum"`` sums ``|R|`` over channels, ``"l2"`` takes
+  the channel vector's norm ``‖R‖₂`` (:data:`REDUCTIONS`, :func:`region_scores`). When an axis
+  is not a multiple of its region size the last regions along it are smaller (padded with zero
+  relevance, which does not change any sum).
 * iNNvestigate's perturbation tool averages over channels and scores regions by their
   mean: the same ranking wherever all regions have the same size; with smaller edge
   regions the sum used here ranks an edge region by its total relevance, not its density.
@@ -48,6 +51,15 @@ import jax.numpy as jnp
 import numpy as np
 
 ORDERS = ("morf", "lerf", "random")
+#: How a pixel's channels become one score: signed sum, sum of magnitudes, Euclidean norm.
+REDUCTIONS = ("sum", "abs_sum", "l2")
+
+
+def check_reduce(reduce: str) -> str:
+    """Return ``reduce`` if it is one of :data:`REDUCTIONS`, else raise a ``ValueError``."""
+    if not isinstance(reduce, str) or reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {REDUCTIONS}; got {reduce!r}.")
+    return reduce
 
 
 def check_order(order: str) -> str:
@@ -223,10 +235,13 @@ def fraction_counts(n: int, fractions: Sequence[float]) -> np.ndarray:
     return np.array([math.ceil(round(f * n, 9)) for f in fractions], dtype=np.int32)
 
 
-def _split_channels(relevance: jax.Array, region: int | Sequence[int]) -> tuple[jax.Array, tuple[int, ...]]:
-    """Relevance per position (summed over the channel axis when there is one) and the region
-    sizes. An int region means channels last (``(*axes, channels)``); a tuple names the region
-    axes, which are the leading ``len(region)`` axes, followed by at most one channel axis."""
+def _split_channels(relevance: jax.Array, region: int | Sequence[int],
+                    reduce: str = "sum") -> tuple[jax.Array, tuple[int, ...]]:
+    """Relevance per position (the channel axis, when there is one, reduced by ``reduce``) and
+    the region sizes. An int region means channels last (``(*axes, channels)``); a tuple names
+    the region axes, which are the leading ``len(region)`` axes, followed by at most one channel
+    axis."""
+    check_reduce(reduce)
     if isinstance(region, (tuple, list)):
         region = tuple(int(r) for r in region)
     else:
@@ -236,19 +251,35 @@ def _split_channels(relevance: jax.Array, region: int | Sequence[int]) -> tuple[
             f"relevance of one example must have {len(region)} region axes and at most one channel axis; "
             f"got shape {relevance.shape} with region={region}."
         )
-    per_position = relevance.astype(jnp.float32)
-    if relevance.ndim > len(region):
-        per_position = jnp.sum(per_position, axis=-1)
-    return per_position, region
+    r = relevance.astype(jnp.float32)
+    if relevance.ndim == len(region):  # no channel axis: each position is one value
+        return (jnp.abs(r) if reduce != "sum" else r), region
+    if reduce == "abs_sum":
+        return jnp.sum(jnp.abs(r), axis=-1), region
+    if reduce == "l2":
+        return jnp.sqrt(jnp.sum(r * r, axis=-1)), region
+    return jnp.sum(r, axis=-1), region
 
 
-def region_scores(relevance: jax.Array, region: int | Sequence[int]) -> jax.Array:
-    """Sum one example's relevance over channels and regions -> one score per region.
+def region_scores(relevance: jax.Array, region: int | Sequence[int], reduce: str = "sum") -> jax.Array:
+    """One example's relevance -> one score per region: each position's channels reduced to one
+    number, then summed over the region,
+
+    .. math::
+
+        s = \\sum_{p \\in \\text{region}} \\rho(R_p), \\qquad
+        \\rho(R_p) = \\sum_c R_{pc} \\text{ (sum)}, \\quad \\sum_c |R_{pc}| \\text{ (abs_sum)},
+        \\quad \\Big(\\sum_c R_{pc}^2\\Big)^{1/2} \\text{ (l2)}.
+
+    ``"sum"`` (default) keeps the sign, as iNNvestigate's perturbation tool (which averages the
+    channels, DESIGN §9): a position whose channels carry +1 and −1 scores 0, and negative
+    evidence ranks last under MoRF. ``"abs_sum"``/``"l2"`` rank by magnitude (for maps whose
+    sign is not the evidence's direction).
 
     ``(H, W, C)`` with an int ``r`` -> ``(⌈H/r⌉, ⌈W/r⌉)``; in general ``(*axes, C)`` or
     ``(*axes,)`` with a tuple ``region`` -> ``(⌈axes_i/r_i⌉, ...)``.
     """
-    per_position, region = _split_channels(relevance, region)
+    per_position, region = _split_channels(relevance, region, reduce)
     grid = grid_shape(per_position.shape, region)
     padded = jnp.pad(per_position, [(0, g * r - s) for g, r, s in zip(grid, region, per_position.shape)])
     split = tuple(size for g, r in zip(grid, region) for size in (g, r))
@@ -271,11 +302,12 @@ def region_ranks(scores: jax.Array, order: str, key: jax.Array) -> jax.Array:
     return ranks.reshape(scores.shape)
 
 
-def pixel_ranks(relevance: jax.Array, region: int | Sequence[int], order: str, key: jax.Array) -> jax.Array:
+def pixel_ranks(relevance: jax.Array, region: int | Sequence[int], order: str, key: jax.Array,
+                reduce: str = "sum") -> jax.Array:
     """Rank map at position resolution, the relevance's region axes (``(H, W)`` for an
     ``(H, W, C)`` image): each position carries its region's rank."""
     region = _region_tuple(region, relevance.ndim - 1)
-    ranks = region_ranks(region_scores(relevance, region), order, key)
+    ranks = region_ranks(region_scores(relevance, region, reduce), order, key)
     for axis, r in enumerate(region):
         ranks = jnp.repeat(ranks, r, axis=axis)
     return ranks[tuple(slice(0, s) for s in relevance.shape[: len(region)])]

@@ -6,14 +6,24 @@ their gradient (multiplier ``W``, paper §2.3.1). This module adds the rule for 
 segments of the engine (``reduce_window_max``, ``reduce_max``, their ``min`` twins, and ``max``/
 ``min`` of two x-dependent tensors).
 
-**The multiplier of a max.** For ``y = max_{i ∈ window} x_i`` the paper (Shrikumar et al. 2016,
-eq. 11) routes ``Δy`` to the element that wins *at x*: ``m_i = 1{x_i = y} Δy / Δx_i``. That sums
-to delta, but divides by the winner's own ``Δx_i``, which may be zero or of the wrong sign while
-``Δy`` is not (x = [3, 0], x₀ = [1, 5]: ``Δy = −2``, the winner moved by ``+2``, ``m = −1``).
-kundajelab/deeplift keeps the plain gradient (``MaxPoolDeepLiftMode.gradient``), which does not
-sum to delta.
+**The multiplier of a max.** Three rules, by ``mode`` (:data:`MAXPOOL_MODES`); the default,
+``"interpolate"``, is this project's own choice, not the DeepLIFT authors'. The authors'
+implementation (kundajelab/deeplift, ``deeplift/layers/pooling.py``, ``MaxPoolDeepLiftMode``)
+offers two, both available here by their names:
 
-Here the multiplier interpolates between the routing at x and the routing at x₀. Let ``g`` and
+* ``"gradient"`` (its default): ``m = g`` — the routing at x, ``m_i = Σ_w 1{i wins w at x} m_w``,
+  ties to the first maximum. Does not sum to delta when a window's winner changes between x₀
+  and x (then the winner's own ``Δx_i ≠ Δy``).
+* ``"scaled_gradient"`` (paper 2016, eq. 11: ``Δy`` routed to the element that wins *at x*):
+  ``m_i = Σ_w 1{i wins w at x} m_w Δy_w / pc(Δx_i)``, with the authors' pseudocount
+  ``pc(t) = t ± 1e-7`` where ``|t| < 5e-8`` (the sign of t, + at 0), else ``t``. It sums to
+  delta wherever no winner has ``|Δx_i| < 5e-8``, but divides by the winner's own ``Δx_i``,
+  which may be tiny or of the wrong sign while ``Δy`` is not: x = [3, 0], x₀ = [1, 5] gives
+  ``Δy = −2``, the winner moved by ``+2``, ``m = −1``; with x₀ = [3 − 1e-6, 5], ``m = −2·10⁶``;
+  with x₀ = [3, 5] the winner's ``Δx = 0`` and ``Δy = −2`` is lost (``m = −2·10⁷`` times 0).
+
+``"interpolate"`` keeps summation to delta exactly, without either failure: it interpolates
+between the routing at x and the routing at x₀. Let ``g`` and
 ``g₀`` be the max's gradients (its routings, ties split as the primitive's own derivative splits
 them) at x and at x₀, and ``D = g·Δx``, ``D₀ = g₀·Δx`` the window's Δx read through each
 routing. For a max, ``D₀ ≤ Δy ≤ D`` always (``x_{j*} − y₀ ≤ y − y₀ ≤ y − x₀_{i*}``), so
@@ -86,7 +96,11 @@ from .activation import Rescale
 from .base import Rule, safe_div
 from .pooling import MAX_VIEWS, WinnerTakeAll, from_window_form, window_form, window_views
 
-MAXPOOL_MODES = ("interpolate", "gradient")
+MAXPOOL_MODES = ("interpolate", "gradient", "scaled_gradient")
+
+#: kundajelab/deeplift's ``NEAR_ZERO_THRESHOLD``: ``scaled_gradient`` divides by
+#: ``Δx ± NEAR_ZERO`` where ``|Δx| < NEAR_ZERO / 2``.
+NEAR_ZERO = 1e-7
 
 
 def _require_reference(reference, rule) -> None:
@@ -99,15 +113,19 @@ def _require_reference(reference, rule) -> None:
 class DeepLIFTMax(Rule):
     """DeepLIFT multiplier of a max (or min) operation.
 
-    ``mode="interpolate"`` (default): ``m = λ g + (1 − λ) g₀`` with ``g``, ``g₀`` the routings at x
-    and at the reference and ``λ = (Δy − g₀·Δx) / (g·Δx − g₀·Δx)`` (module docstring); sums to
-    delta exactly, per example, with overlapping windows. ``mode="gradient"``: the routing at x
-    only (kundajelab/deeplift's default; does not sum to delta when the winner changes).
+    ``mode="interpolate"`` (default; jaxattr's own rule): ``m = λ g + (1 − λ) g₀`` with ``g``,
+    ``g₀`` the routings at x and at the reference and ``λ = (Δy − g₀·Δx) / (g·Δx − g₀·Δx)``
+    clipped to [0, 1] (module docstring); sums to delta exactly, per example, with overlapping
+    windows, and every ``m_i ∈ [0, 1]``. The DeepLIFT authors' two modes
+    (kundajelab/deeplift ``MaxPoolDeepLiftMode``): ``mode="gradient"``, ``m = g``, the routing
+    at x (their default; does not sum to delta when the winner changes), and
+    ``mode="scaled_gradient"``, ``m = gᵀ(m_y Δy) / pc(Δx)`` (Shrikumar et al. 2016, eq. 11;
+    sums to delta unless a winner's ``|Δx| < 5e-8``, and unbounded where it is small).
 
     Example:
         >>> import jaxattr as ja
         >>> rule = ja.rules.DeepLIFTMax()          # what ja.DeepLIFT() puts on max pools
-        >>> method = ja.DeepLIFT(maxpool="gradient")  # kundajelab's choice instead
+        >>> method = ja.DeepLIFT(maxpool="gradient")  # the DeepLIFT authors' default instead
     """
 
     kinds = ("maxpool",)
@@ -122,6 +140,10 @@ class DeepLIFTMax(Rule):
             return WinnerTakeAll().backward(view, inputs, output, cotangent, reference)
         _require_reference(reference, self)
         inputs, reference = tuple(inputs), tuple(reference_value(r) for r in reference)
+        if self.mode == "scaled_gradient":  # gᵀ(m_y Δy) / pc(Δx)
+            dy = output - view.fn(*reference)
+            routed = WinnerTakeAll().backward(view, inputs, output, cotangent * dy, None)
+            return tuple(r / pseudocount(x - x0) for r, x, x0 in zip(routed, inputs, reference))
         node = view.segment.nodes[0]
         form = window_form(node, inputs[0]) if len(inputs) == 1 else None
         if form is not None and math.prod(form[0].shape[a] for a in form[1]) <= MAX_VIEWS:
@@ -136,6 +158,13 @@ class DeepLIFTMax(Rule):
         at_x = jax.vjp(view.fn, *inputs)[1](cotangent * lam)
         at_ref = jax.vjp(view.fn, *reference)[1](cotangent * (1 - lam))
         return tuple(a + b for a, b in zip(at_x, at_ref))
+
+
+def pseudocount(t):
+    """kundajelab/deeplift's ``pseudocount_near_zero``: ``t + NEAR_ZERO·sign(t)`` (sign(0) = +1)
+    where ``|t| < NEAR_ZERO / 2``, else ``t``."""
+    near = jnp.abs(t) < NEAR_ZERO / 2
+    return t + jnp.where(near, jnp.where(t >= 0, NEAR_ZERO, -NEAR_ZERO), 0.0).astype(t.dtype)
 
 
 def _mixing(dy, d_x, d_0):
@@ -268,6 +297,6 @@ class RevealCancelLinear(Rule):
         return (jnp.where(d > 0, up, jnp.where(d < 0, down, 0.5 * (up + down))),)
 
 
-__all__ = ["DeepLIFTMax", "MAXPOOL_MODES", "interpolated_window_vjp", "RevealCancel",
+__all__ = ["DeepLIFTMax", "MAXPOOL_MODES", "NEAR_ZERO", "pseudocount", "interpolated_window_vjp", "RevealCancel",
            "RevealCancelLinear", "SplitRef", "PairedRef", "reference_value", "split_delta",
            "reveal_cancel_ratios"]

@@ -285,6 +285,13 @@ def _section_friedman(friedman: pd.DataFrame, alpha: float) -> list[str]:
     for reason, block in reasons.groupby("reason"):
         where = ", ".join(f"{_label(m)}/{g}" for m, g in zip(block["method"], block["group"]))
         lines.append(f"- n/a — {reason}: {where}")
+    tested = friedman.loc[friedman["reason"] == ""]
+    if len(tested):
+        lines += ["", f"Of the {len(tested)} method × group tests: {int(tested['significant'].sum())} "
+                  f"significant; {int(tested['significant_holm'].sum())} after Holm's correction over "
+                  f"all {len(tested)} (Holm 1979); {int((tested['id_p_value'] < alpha).sum())} by the "
+                  "Iman–Davenport F form, which Demšar (2006) recommends for few folds (`friedman.csv`: "
+                  "`p_holm`, `id_p_value`)."]
     random = friedman.loc[friedman["method"] == RANDOM_METHOD]
     if len(random):
         lines += ["", f"Random-order baseline: significant in {int(random['significant'].sum())} of "
@@ -298,7 +305,8 @@ def _section_low_vs_high(low_high: pd.DataFrame) -> list[str]:
              f"Pairs (low ∈ {{{', '.join(map(_decay_header, stats.LOW_DECAYS))}}}, high ∈ "
              f"{{{', '.join(map(_decay_header, stats.HIGH_DECAYS))}}}) whose Nemenyi p-value is below α, "
              "counted where Friedman's test rejects (Demšar 2006). Cell: significant pairs / pairs, and "
-             "which side has the higher AOPC. Amorim et al. report significant differences between the "
+             "which side has the higher mean rank (the quantity the Nemenyi test compares). "
+             "Amorim et al. report significant differences between the "
              "low and the high decays in all methods.", ""]
     if low_high.empty:
         return lines + ["No method and group to compare.", ""]

@@ -261,3 +261,34 @@ def test_composes_with_a_callers_jit(h, chunk_size):
         chunk_size=chunk_size, progress=False,
     )
     np.testing.assert_allclose(jax.jit(run)(params, x, contributions), run(params, x, contributions), rtol=1e-6, atol=1e-5)
+
+
+def test_reduce_is_threaded_through_curve_drop_and_evaluate(h):
+    """``reduce="abs_sum"`` ranks regions by Σ|R|: on a linear model with zeros and the logit
+    score, f(x_k) = f(x) − Σ(signed contributions of the top c_k regions by Σ|R|);
+    ``confidence_drop`` and ``evaluate`` pass it on."""
+    from jaxattr.evaluation import evaluate
+
+    x, params, target, contributions = _linear_case(h)
+    kwargs = dict(region=2, steps=4, perturbation="zeros", score="logit")
+    curve = np.asarray(perturbation_curve(h.linear_apply, params, x, target, contributions, reduce="abs_sum",
+                                          **kwargs))
+    pool = lambda v: np.pad(v, ((0, 0), (0, 1), (0, 1))).reshape(3, 4, 2, 3, 2).sum(axis=(2, 4)).reshape(3, 12)
+    c = np.asarray(contributions, np.float64)
+    signed, magnitude = pool(c.sum(-1)), pool(np.abs(c).sum(-1))
+    order = np.argsort(-magnitude, axis=1, kind="stable")
+    top = np.cumsum(np.take_along_axis(signed, order, axis=1), axis=1)
+    top_sums = np.concatenate([np.zeros((3, 1)), top], axis=1)[:, [0, 3, 6, 9, 12]]
+    logit = np.asarray(h.linear_apply(params, x))[np.arange(3), target]
+    np.testing.assert_allclose(curve, logit[:, None] - top_sums, rtol=1e-5, atol=1e-4)
+    signed_curve = np.asarray(perturbation_curve(h.linear_apply, params, x, target, contributions, **kwargs))
+    assert np.abs(curve - signed_curve).max() > 1e-3  # the two rankings differ on this case
+    drops = confidence_drop(h.linear_apply, params, x, target, contributions, fractions=(0.25,), region=2,
+                            perturbation="zeros", score="logit", reduce="abs_sum")
+    np.testing.assert_allclose(np.asarray(drops)[:, 0], curve[:, 0] - curve[:, 1], rtol=1e-5, atol=1e-4)
+    table = evaluate(h.linear_apply, params, x, target, {"c": contributions}, steps=4, fractions=(0.25,),
+                     random_baseline=False, progress=False, reduce="abs_sum", **{k: v for k, v in kwargs.items()
+                                                                                if k != "steps"})
+    np.testing.assert_allclose(table["aopc"], np.asarray(aopc(curve)), rtol=1e-6)
+    with pytest.raises(ValueError, match="reduce must be one of"):
+        perturbation_curve(h.linear_apply, params, x, target, contributions, reduce="max", **kwargs)

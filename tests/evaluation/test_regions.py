@@ -121,3 +121,27 @@ def test_step_counts(n, steps, want):
 def test_fraction_counts_round_up_without_float_noise():
     np.testing.assert_array_equal(regions.fraction_counts(1000, [0.1, 0.3, 0.75]), [100, 300, 750])
     np.testing.assert_array_equal(regions.fraction_counts(1024, [0.05, 0.1, 1.0, 0.0]), [52, 103, 1024, 0])
+
+
+@pytest.mark.parametrize("reduce", regions.REDUCTIONS)
+def test_region_scores_reduce_channels_then_sum_pixels(reduce):
+    """``reduce`` turns a pixel's channels into one number (signed sum, Σ|R|, ‖R‖₂), then the
+    region sums its pixels' numbers."""
+    rel = np.random.default_rng(1).standard_normal((7, 6, 3)).astype(np.float32)
+    per_pixel = {"sum": rel.sum(-1), "abs_sum": np.abs(rel).sum(-1),
+                 "l2": np.sqrt((rel.astype(np.float64) ** 2).sum(-1))}[reduce]
+    got = np.asarray(regions.region_scores(jnp.asarray(rel), 3, reduce))
+    want = np.array([[per_pixel[a * 3:(a + 1) * 3, b * 3:(b + 1) * 3].sum() for b in range(2)] for a in range(3)])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_signed_channels_cancel_only_under_the_default_sum():
+    """A pixel with +2 and −2 in its two channels scores 0 by default (ranked behind a pixel
+    with +1, +0), but 4 (``abs_sum``) or 2√2 (``l2``): ahead of it."""
+    rel = jnp.array([[[2.0, -2.0], [1.0, 0.0]]])  # (1, 2, 2)
+    key = jax.random.key(0)
+    assert list(np.asarray(regions.pixel_ranks(rel, 1, "morf", key)).ravel()) == [1, 0]
+    for reduce in ("abs_sum", "l2"):
+        assert list(np.asarray(regions.pixel_ranks(rel, 1, "morf", key, reduce)).ravel()) == [0, 1]
+    with pytest.raises(ValueError, match="reduce must be one of"):
+        regions.region_scores(rel, 1, "mean")

@@ -35,6 +35,7 @@ TANH_DENSE = (("dense", 6), ("tanh",), ("dense", 5), ("tanh",), ("dense", 3))
 NETS = {"relu_conv": (RELU_CONV, RELU_CONV_IN, 19), "dl_dense": (DL_DENSE, DL_DENSE_IN, 11),
         "dl_conv": (DL_CONV, DL_CONV_IN, 12), "tanh_dense": (TANH_DENSE, DL_DENSE_IN, 13)}
 TARGET = np.array([2, 0, 3])
+LOGIT_TARGET = np.array([1, 0, 1])  # relu_conv's target logits: −1.54, +0.63, −0.66 (both signs)
 
 
 def _net(name):
@@ -66,6 +67,10 @@ def _methods():
         ("guided_backprop_target", ja.GuidedBackprop(), TARGET,
          lambda s, w, x: O.guided_backprop(s, w, x, TARGET)),
         ("deconvnet", ja.DeconvNet(), None, O.deconvnet),
+        ("guided_backprop_logit_seed", ja.GuidedBackprop(seed="logit"), LOGIT_TARGET,
+         lambda s, w, x: O.guided_backprop(s, w, x, LOGIT_TARGET, scale_by_logit=True)),
+        ("deconvnet_logit_seed", ja.DeconvNet(seed="logit"), LOGIT_TARGET,
+         lambda s, w, x: O.deconvnet(s, w, x, LOGIT_TARGET, scale_by_logit=True)),
         ("ig_trapezoid", ja.IntegratedGradients(steps=5, rule="riemann_trapezoid"), None,
          ig(5, 0.0, "riemann_trapezoid")),
         ("ig_trapezoid_baseline", ja.IntegratedGradients(steps=4, baseline=0.5,
@@ -186,6 +191,58 @@ def test_integrated_gradients_completeness():
     t = out.argmax(-1)
     delta = out[np.arange(BATCH), t] - out0[np.arange(BATCH), t]
     np.testing.assert_allclose(np.asarray(got).sum(-1), delta, rtol=1e-8, atol=1e-10)
+
+
+def test_logit_seed_is_a_scale_for_positive_logits_and_another_map_for_negative():
+    """iNNvestigate seeds Guided Backprop and DeconvNet with the logit's value: where it is
+    positive that scales the map by it, where it is negative the ReLUs see the negated signal
+    and the map is a different one (not −|v| times the default)."""
+    spec, weights, x = _net("relu_conv")
+    value = O.logits(spec, weights, x)[np.arange(BATCH), LOGIT_TARGET]
+    assert value[1] > 0 and value[0] < 0 and value[2] < 0
+    for oracle in (O.guided_backprop, O.deconvnet):
+        one = oracle(spec, weights, x, LOGIT_TARGET)
+        logit = oracle(spec, weights, x, LOGIT_TARGET, scale_by_logit=True)
+        np.testing.assert_allclose(logit[1], value[1] * one[1], rtol=1e-12)
+        for i in (0, 2):
+            assert np.abs(logit[i] - value[i] * one[i]).max() > 1e-3
+    with pytest.raises(ValueError, match="seed must be one of"):
+        ja.GuidedBackprop(seed="value")
+
+
+def _fingerprints(x):
+    """numpy twin of ``jaxattr.methods.example_fingerprints`` (float64: the high word is folded
+    in): Σ_i bits_i · (2i + 1) · 0x9E3779B1 mod 2³²."""
+    bits = np.ascontiguousarray(x).reshape(len(x), -1).view(np.uint64)
+    bits = ((bits ^ (bits >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(object)
+    odd = [((2 * i + 1) * 0x9E3779B1) % 2**32 for i in range(bits.shape[1])]
+    return np.array([sum(int(b) * o for b, o in zip(row, odd)) % 2**32 for row in bits],
+                    dtype=np.uint32)
+
+
+def test_smoothgrad_matches_numpy_with_the_same_noise():
+    """SmoothGrad with σ > 0 (Smilkov et al. 2017): ``(1/S) Σ_s ∇f_t(x + σ·(max x − min x)·ε_s)``
+    with ``ε_s`` the documented draws (``normal(fold_in(split(key, S)[s], fingerprint(x)))``);
+    the fingerprint, the σ·(max − min) scale, the mean and the gradient at every noisy input
+    are computed here in numpy (only the standard-normal draws come from jax.random)."""
+    spec, weights, x = _net("relu_conv")
+    samples, sigma, key = 5, 0.3, jax.random.key(11)
+    prints = _fingerprints(x)
+    with jax.enable_x64(True):
+        np.testing.assert_array_equal(np.asarray(ja.methods.example_fingerprints(jnp.asarray(x))),
+                                      prints)
+        keys = jax.random.split(key, samples)
+        draws = np.stack([np.stack([np.asarray(jax.random.normal(
+            jax.random.fold_in(k, int(p)), x.shape[1:], jnp.float64)) for p in prints])
+            for k in keys])
+        got = ja.attribute(O.jax_apply(spec), O.jax_params(weights), jnp.asarray(x),
+                           target=jnp.asarray(TARGET),
+                           method=ja.SmoothGrad(samples=samples, sigma=sigma), key=key)
+    scale = sigma * (x.max(axis=(1, 2, 3)) - x.min(axis=(1, 2, 3)))[:, None, None, None]
+    want = np.mean([O.gradient(spec, weights, x + scale * d, TARGET) for d in draws], axis=0)
+    plain = O.gradient(spec, weights, x, TARGET)
+    assert np.abs(want - plain).max() > 1e-2  # the noise changes the answer on this ReLU net
+    O.check(np.asarray(got), want)
 
 
 def test_smoothgrad_of_affine_model_is_its_weight():

@@ -4,7 +4,11 @@ The oracle below shares no code with ``jaxattr``: it runs each network forward a
 reference, then propagates multipliers backward layer by layer from the paper's formulas
 (Shrikumar et al. 2016: affine ``m = W`` eq. 6–9, Rescale ``m = Δy/Δx`` eq. 15 with the gradient
 where ``Δx ≈ 0``) and, for max pools, loops over windows with explicit argmaxes: the routing at x
-and at x₀ mixed by ``λ = (Δy − Δx_{j*}) / (Δx_{i*} − Δx_{j*})`` (see ``jaxattr.rules.deeplift``).
+and at x₀ mixed by ``λ = (Δy − Δx_{j*}) / (Δx_{i*} − Δx_{j*})`` (jaxattr's ``"interpolate"``, see
+``jaxattr.rules.deeplift``), or the DeepLIFT authors' two modes as kundajelab/deeplift defines
+them (``MaxPoolDeepLiftMode``): ``"gradient"``, ``m_w`` to x's winner, and ``"scaled_gradient"``,
+``m_w Δy_w`` to x's winner divided by its ``Δx`` plus their pseudocount (±1e-7 where
+``|Δx| < 5e-8``).
 Networks are 1-D (NWC) so overlapping windows (width 3, stride 2) are easy to write by hand.
 """
 
@@ -176,14 +180,21 @@ def np_deeplift(spec, params, x, x0, target, maxpool="interpolate", rule="rescal
                         span = slice(t * stride, t * stride + width)
                         win, win0 = a[b, span, c], r[b, span, c]
                         i_x, i_0 = int(np.argmax(win)), int(np.argmax(win0))
+                        dy = win[i_x] - win0[i_0]
                         if maxpool == "gradient":
                             out[b, t * stride + i_x, c] += m[b, t, c]
                             continue
-                        dy = win[i_x] - win0[i_0]
+                        if maxpool == "scaled_gradient":  # divided by pc(Δx) below
+                            out[b, t * stride + i_x, c] += m[b, t, c] * dy
+                            continue
                         d_x, d_0 = win[i_x] - win0[i_x], win[i_0] - win0[i_0]
                         lam = 1.0 if d_x == d_0 else np.clip((dy - d_0) / (d_x - d_0), 0, 1)
                         out[b, t * stride + i_x, c] += lam * m[b, t, c]
                         out[b, t * stride + i_0, c] += (1 - lam) * m[b, t, c]
+            if maxpool == "scaled_gradient":
+                d = a - r
+                near = np.abs(d) < 0.5e-7
+                out = out / (d + np.where(near, np.where(d >= 0, 1e-7, -1e-7), 0.0))
             m = out
         elif kind == "flatten":
             m = m.reshape(a.shape)
@@ -264,7 +275,7 @@ def test_matches_oracle(name, rule):
         got = ja.attribute(jax_apply(spec), to_jax(params), jnp.asarray(x), jnp.asarray(target),
                            ja.DeepLIFT(reference=np.asarray(x0), rule=rule))
         want = np_deeplift(spec, params, x, x0, target, rule=rule)
-        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-10)
 
 
 def test_gradient_maxpool_mode_matches_oracle_and_breaks_summation():
@@ -277,8 +288,62 @@ def test_gradient_maxpool_mode_matches_oracle_and_breaks_summation():
         target = np.asarray(f(p, xj)).argmax(-1)
         got = ja.attribute(f, p, xj, jnp.asarray(target), ja.DeepLIFT(np.asarray(x0), maxpool="gradient"))
         np.testing.assert_allclose(np.asarray(got), np_deeplift(spec, params, x, x0, target, "gradient"),
-                                   rtol=1e-9, atol=1e-10)
+                                   rtol=1e-10, atol=1e-10)
         assert float(summation_to_delta(f, p, xj, got, np.asarray(x0), target).error.max()) > 1e-3
+
+
+def test_scaled_gradient_maxpool_mode_matches_oracle_and_sums_to_delta():
+    """maxpool="scaled_gradient" (kundajelab's other mode, paper 2016 eq. 11) on overlapping
+    windows: equal to the numpy oracle of its definition, and it sums to delta here (no winner
+    has |Δx| < 5e-8)."""
+    spec, params, x, x0 = setup("conv_overlap", batch=6)
+    f = jax_apply(spec)
+    with jax.enable_x64(True):
+        p, xj = to_jax(params), jnp.asarray(x)
+        target = np.asarray(f(p, xj)).argmax(-1)
+        method = ja.DeepLIFT(np.asarray(x0), maxpool="scaled_gradient")
+        got = ja.attribute(f, p, xj, jnp.asarray(target), method)
+        want = np_deeplift(spec, params, x, x0, target, "scaled_gradient")
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-10)
+        interpolate = np_deeplift(spec, params, x, x0, target)
+        assert np.abs(want - interpolate).max() > 1e-3  # the winner changes: the modes differ
+        assert float(summation_to_delta(f, p, xj, got, np.asarray(x0), target).error.max()) < 1e-10
+
+
+@pytest.mark.parametrize("x0, want", [
+    # mode -> multipliers m = C / Δx where Δx ≠ 0, C (the contributions) otherwise
+    ([1.0, 5.0], {"interpolate": [3 / 7, 4 / 7], "gradient": [1.0, 0.0],
+                  "scaled_gradient": [-1.0, 0.0]}),
+    ([3.0 - 1e-6, 5.0], {"interpolate": [3 / (5 + 1e-6), 1 - 3 / (5 + 1e-6)], "gradient": [1.0, 0.0],
+                         "scaled_gradient": [-2e6, 0.0]}),
+])
+def test_max_modes_on_the_winner_that_moved_the_wrong_way(x0, want):
+    """Why ``"interpolate"`` is the default: y = max(x₁, x₂) at x = (3, 0). The winner at x (x₁)
+    moved by +2 from x₀ = (1, 5) while Δy = −2: ``scaled_gradient`` gives it m = −1 (−2·10⁶
+    when it moved by 1e-6), ``gradient`` does not sum to delta, ``interpolate`` sums to delta with
+    multipliers in [0, 1] (λ = (Δy − Δx₂)/(Δx₁ − Δx₂) = 3/7 of x's routing at x₀ = (1, 5))."""
+    f = lambda p, x: jnp.max(x, axis=-1, keepdims=True)
+    with jax.enable_x64(True):
+        x, ref = jnp.array([[3.0, 0.0]]), jnp.array([x0])
+        dy = 3.0 - max(x0)
+        for mode, m in want.items():
+            c = np.asarray(ja.attribute(f, {}, x, jnp.array([0]), ja.DeepLIFT(ref, maxpool=mode)))[0]
+            got = c / np.asarray(x - ref)[0]
+            np.testing.assert_allclose(got, m, rtol=1e-9)  # 3 − (3 − 1e-6) ≠ 1e-6 exactly
+            assert (abs(c.sum() - dy) < 1e-9) == (mode != "gradient"), (mode, c, dy)
+
+
+def test_scaled_gradient_loses_delta_where_the_winner_did_not_move():
+    """x = (3, 0), x₀ = (3, 5): the winner's Δx = 0, so ``scaled_gradient``'s Δy = −2 is divided
+    by the pseudocount 1e-7 and multiplied by Δx = 0 — lost; ``interpolate`` gives x₂ all of it
+    (λ = 3/5: m = (0.6, 0.4), contributions (0, −2))."""
+    f = lambda p, x: jnp.max(x, axis=-1, keepdims=True)
+    with jax.enable_x64(True):
+        x, ref = jnp.array([[3.0, 0.0]]), jnp.array([[3.0, 5.0]])
+        scaled = ja.attribute(f, {}, x, jnp.array([0]), ja.DeepLIFT(ref, maxpool="scaled_gradient"))
+        interp = ja.attribute(f, {}, x, jnp.array([0]), ja.DeepLIFT(ref))
+    np.testing.assert_allclose(np.asarray(scaled), [[0.0, 0.0]], atol=1e-12)
+    np.testing.assert_allclose(np.asarray(interp), [[0.0, -2.0]], rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", list(NETS))
@@ -387,24 +452,34 @@ def test_batch_equals_per_example():
 
 
 def test_max_of_two_tensors_is_the_paper_maxout_rule():
-    """For a maxout unit ``max(W₁x + b₁, W₂x + b₂)`` the rule equals the paper's eq. 14 (fraction
-    of the straight path on which each piece wins) exactly: compare with integrated gradients,
-    which integrates the same piecewise-constant gradient along that path."""
+    """For a maxout unit ``y_j = max(a_j, b_j)``, ``a = W₁x + b₁``, ``b = W₂x + b₂``, the rule equals
+    the paper's eq. 14 exactly: the multiplier of each piece is the fraction of the straight path
+    x₀ → x on which it is the maximum. ``d(t) = a_j − b_j`` is affine along the path, from
+    ``d₀`` to ``d₁``, so ``a_j`` wins on the fraction ``φ_j = 1{d₀, d₁ ≥ 0}`` when d keeps its
+    sign and ``φ_j = d₁ / (d₁ − d₀)`` (if ``d₁ > 0``) or ``−d₀ / (d₁ − d₀)`` (if ``d₀ > 0``) when it
+    changes; then ``C = Δx ⊙ Σ_j v_{jt} (φ_j W₁[:, j] + (1 − φ_j) W₂[:, j])`` in closed form."""
 
     def maxout(p, x):
         return jnp.maximum(x @ p["w1"] + p["b1"], x @ p["w2"] + p["b2"]) @ p["v"]
 
     rng = np.random.default_rng(5)
+    q = {k: rng.normal(size=s) for k, s in
+         (("w1", (4, 6)), ("b1", (6,)), ("w2", (4, 6)), ("b2", (6,)), ("v", (6, 2)))}
+    x, x0 = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    t = np.array([0, 1, 0])
+    d1 = (x @ q["w1"] + q["b1"]) - (x @ q["w2"] + q["b2"])
+    d0 = (x0 @ q["w1"] + q["b1"]) - (x0 @ q["w2"] + q["b2"])
+    crossing = np.where(d1 > 0, d1, -d0) / np.where(d1 == d0, 1.0, d1 - d0)
+    phi = np.where(np.sign(d1) == np.sign(d0), (d1 > 0).astype(float), crossing)
+    assert 0.05 < np.mean((phi > 0) & (phi < 1)) < 0.95  # some pieces switch on the path, some not
+    vt = q["v"][:, t].T  # (batch, 6)
+    want = (x - x0) * ((vt * phi) @ q["w1"].T + (vt * (1 - phi)) @ q["w2"].T)
     with jax.enable_x64(True):
-        p = {k: jnp.asarray(rng.normal(size=s)) for k, s in
-             (("w1", (4, 6)), ("b1", (6,)), ("w2", (4, 6)), ("b2", (6,)), ("v", (6, 2)))}
-        x, x0 = jnp.asarray(rng.normal(size=(3, 4))), jnp.asarray(rng.normal(size=(3, 4)))
-        t = jnp.array([0, 1, 0])
-        dl = ja.attribute(maxout, p, x, t, ja.DeepLIFT(reference=x0))
-        ig = ja.attribute(maxout, p, x, t, ja.IntegratedGradients(steps=4096, baseline=x0,
-                                                                  rule="riemann_middle", chunk=512))
-        np.testing.assert_allclose(np.asarray(dl), np.asarray(ig), atol=2e-3)
-        assert float(summation_to_delta(maxout, p, x, dl, x0, t).error.max()) < 1e-10
+        p = jax.tree_util.tree_map(jnp.asarray, q)
+        dl = ja.attribute(maxout, p, jnp.asarray(x), jnp.asarray(t), ja.DeepLIFT(reference=x0))
+        np.testing.assert_allclose(np.asarray(dl), want, rtol=1e-10, atol=1e-10)
+        assert float(summation_to_delta(maxout, p, jnp.asarray(x), dl, x0, jnp.asarray(t))
+                     .error.max()) < 1e-10
 
 
 def test_reference_equal_to_x_gives_zero_and_finite():

@@ -121,19 +121,33 @@ COMPOSITE_NAMES = list(COMPOSITES)
 
 
 def _deep_taylor():
+    """name -> (method, oracle rule_for, output_relu)."""
     ab10_whole = ("ab", 1.0, 0.0, "whole", 0.0)
     return {
-        "plain": (ja.DeepTaylor(), lambda k, layer, n: ab10_whole),
+        "plain": (ja.DeepTaylor(), lambda k, layer, n: ab10_whole, True),
+        "raw_seed": (ja.DeepTaylor(output_relu=False), lambda k, layer, n: ab10_whole, False),
         "bounded": (ja.DeepTaylor(low=-2.0, high=3.0),
-                    lambda k, layer, n: ("zbox", -2.0, 3.0, 0.0) if k == 0 else ab10_whole),
+                    lambda k, layer, n: ("zbox", -2.0, 3.0, 0.0) if k == 0 else ab10_whole, True),
         "ignore_bias": (ja.DeepTaylor(ignore_bias=True),
-                        lambda k, layer, n: ("ab", 1.0, 0.0, "none", 0.0)),
+                        lambda k, layer, n: ("ab", 1.0, 0.0, "none", 0.0), True),
     }
 
 
 DEEP_TAYLOR = _deep_taylor()
 DT_NAMES = list(DEEP_TAYLOR)
-TARGET = np.array([1, 3, 0])  # explicit targets for the composites (the others use argmax)
+TARGET = np.array([1, 3, 0])  # explicit targets for the composites (the rules use argmax)
+
+
+def _dt_target(net):
+    """Deep Taylor's targets: the example with the largest logit gets its predicted class, the
+    others their likeliest class with a *negative* logit, so every batch mixes positive and
+    negative target logits (the output ReLU matters)."""
+    spec, weights, x = _net(net)
+    out = O.logits(spec, weights, x)
+    target = np.where(out < 0, out, -np.inf).argmax(-1)
+    best = out.max(-1).argmax()
+    target[best] = out[best].argmax()
+    return target
 
 # Which (group, name) run on which network: everything on the conv net; on the others a subset
 # (the average-pool net is about the proportional split; on an all-dense net epsilon_plus,
@@ -143,7 +157,7 @@ SUBSET = {
                                   "wsquare", "zbox")}
            | {("composite", n) for n in ("epsilon_plus_flat", "epsilon_gamma_box_per_channel",
                                          "epsilon_alpha2_beta1")}
-           | {("dt", "plain")},
+           | {("dt", "plain"), ("dt", "raw_seed")},
     "dense": {("rule", n) for n in RULES}
              | {("composite", n)
                 for n in ("epsilon_plus", "epsilon_plus_flat", "custom_first_last")}
@@ -163,14 +177,14 @@ def _cases(group, names):
 @pytest.fixture(scope="module")
 def engine_results():
     """{(net, group, name): relevance} for every rule, composite and Deep Taylor variant; one
-    compiled program per network. Rules and Deep Taylor explain the predicted class
-    (target=None), composites the explicit TARGET."""
+    compiled program per network. Rules explain the predicted class (target=None), composites
+    the explicit TARGET, Deep Taylor :func:`_dt_target`."""
     out = {}
     with jax.enable_x64(True):
         for net in NETS:
             spec, weights, x = _net(net)
             entries = [("rule", n, ja.LRP(RULES[n][0]), None) for n in RULE_NAMES]
-            entries += [("dt", n, DEEP_TAYLOR[n][0], None) for n in DT_NAMES]
+            entries += [("dt", n, DEEP_TAYLOR[n][0], _dt_target(net)) for n in DT_NAMES]
             entries += [("composite", n, ja.LRP(COMPOSITES[n][0]), TARGET) for n in COMPOSITE_NAMES]
             entries = [e for e in entries if _runs(net, e[0], e[1])]
             got = O.jit_many(ja.attribute, O.jax_apply(spec), O.jax_params(weights), jnp.asarray(x),
@@ -198,8 +212,50 @@ def test_composite_matches_oracle(engine_results, net, name):
 @pytest.mark.parametrize(("net", "name"), _cases("dt", DT_NAMES))
 def test_deep_taylor_matches_oracle(engine_results, net, name):
     spec, weights, x = _net(net)
-    want = O.lrp(spec, weights, x, DEEP_TAYLOR[name][1])
+    target = _dt_target(net)
+    value = O.logits(spec, weights, x)[np.arange(BATCH), target]
+    positive = value > 0
+    assert positive.sum() == 1  # both signs of the seed are exercised
+    _, rule_for, output_relu = DEEP_TAYLOR[name]
+    want = O.lrp(spec, weights, x, rule_for, target=target, output_relu=output_relu)
+    assert np.abs(want[positive]).max() > 1e-3  # the positive example is not trivially zero
+    if not output_relu:
+        assert np.abs(want[~positive]).max() > 1e-3
     O.check(engine_results[(net, "dt", name)], want)
+
+
+def test_deep_taylor_negative_logit_is_zero_and_raw_seed_inverts():
+    """iNNvestigate's Deep Taylor puts a ReLU on the outputs: a negative target logit gives an
+    all-zero map. Seeding the raw negative logit instead gives an α1β0 map with every
+    relevance ≤ 0, so under MoRF the most positive evidence would be perturbed last."""
+    spec, weights, x = _net("conv")
+    with jax.enable_x64(True):
+        f, p = O.jax_apply(spec), O.jax_params(weights)
+        out = O.logits(spec, weights, x)
+        negative = np.where(out < 0, out, -np.inf).argmax(-1)  # likeliest negative class
+        assert np.all(out[np.arange(BATCH), negative] < 0)
+        relu = ja.attribute(f, p, jnp.asarray(x), target=jnp.asarray(negative),
+                            method=ja.DeepTaylor())
+        raw = ja.attribute(f, p, jnp.asarray(x), target=jnp.asarray(negative),
+                           method=ja.DeepTaylor(output_relu=False))
+    np.testing.assert_array_equal(np.asarray(relu), 0.0)
+    assert np.all(np.asarray(raw) <= 0) and np.asarray(raw).min() < -1e-3
+
+
+@pytest.mark.parametrize("rule", ["eps", "zplus", "ab", "gamma"])
+@pytest.mark.parametrize("net", list(NETS))
+def test_check_sees_a_stabiliser(net, rule):
+    """The comparison is sharp enough to catch a missing or misplaced stabiliser: the oracle
+    with ε = 1e-6 (the rules' default) must *fail* :func:`oracle.check` against itself with
+    ε = 0 (at the old rtol = atol = 1e-5, 10 of these 12 cases passed)."""
+    spec, weights, x = _net(net)
+    tuples = {"eps": lambda e: ("eps", e), "zplus": lambda e: ("zplus", e),
+              "ab": lambda e: ("ab", 2.0, 1.0, "split", e), "gamma": lambda e: ("gamma", 0.25, e)}
+    with_eps = O.lrp(spec, weights, x, _every(tuples[rule](1e-6)))
+    without = O.lrp(spec, weights, x, _every(tuples[rule](0.0)))
+    O.check(with_eps, with_eps)
+    with pytest.raises(AssertionError, match="mismatch"):
+        O.check(without, with_eps)
 
 
 def _two_input_layer(relu_first):

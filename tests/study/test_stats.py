@@ -151,3 +151,86 @@ def test_several_datasets_are_tested_separately():
     table = stats.friedman(results)
     assert list(table["dataset"]) == ["cifar10", "digits"]
     np.testing.assert_allclose(table["statistic"], 8.0)
+
+
+def test_iman_davenport_is_the_f_form_of_friedman():
+    """Demšar (2006) §3.2.2: F_F = (n − 1) χ² / (n (k − 1) − χ²) on (k − 1, (k − 1)(n − 1)) df;
+    less conservative than the chi-square approximation."""
+    rng = np.random.default_rng(4)
+    matrix = rng.random((5, 4)) + np.array([0.3, 0.2, 0.1, 0.0])
+    row = stats.friedman(results_from(matrix)).iloc[0]
+    n, k, chi2 = 5, 4, row["statistic"]
+    f_value = (n - 1) * chi2 / (n * (k - 1) - chi2)
+    assert row["id_statistic"] == pytest.approx(f_value, rel=1e-12)
+    assert row["id_p_value"] == pytest.approx(scipy_stats.f.sf(f_value, k - 1, (k - 1) * (n - 1)), rel=1e-12)
+    assert row["id_p_value"] < row["p_value"]
+    # chi² at its maximum n (k − 1): every fold ranks the decays alike
+    perfect = stats.friedman(results_from(ORDERED), test="iman_davenport").iloc[0]
+    assert perfect["statistic"] == pytest.approx(8.0)
+    assert math.isinf(perfect["id_statistic"]) and perfect["id_p_value"] == 0.0 and perfect["significant"]
+    with pytest.raises(ValueError, match="test must be one of"):
+        stats.friedman(results_from(ORDERED), test="quade")
+
+
+def test_iman_davenport_can_reject_where_friedman_does_not():
+    """Few folds: the F form rejects at 5 % where the chi-square approximation does not."""
+    matrix = [[0.3, 0.2, 0.1, 0.4], [0.3, 0.1, 0.2, 0.4], [0.3, 0.1, 0.2, 0.4], [0.4, 0.3, 0.1, 0.2]]
+    chi2_row = stats.friedman(results_from(matrix)).iloc[0]
+    f_row = stats.friedman(results_from(matrix), test="iman_davenport").iloc[0]
+    assert chi2_row["p_value"] == f_row["p_value"] > 0.05 > f_row["id_p_value"]  # 0.058, 0.026
+    assert not chi2_row["significant"] and f_row["significant"]
+
+
+def test_holm_by_hand_and_across_methods_and_groups():
+    """Holm (1979): sorted finite p (0.005, 0.01, 0.03, 0.04), m = 4: 4·0.005 = 0.02,
+    3·0.01 = 0.03, 2·0.03 = 0.06, max(0.06, 1·0.04) = 0.06; NaN stays out of the family."""
+    got = stats.holm([0.01, 0.04, 0.03, math.nan, 0.005])
+    np.testing.assert_allclose(got, [0.03, 0.06, 0.06, math.nan, 0.02])
+    np.testing.assert_allclose(stats.holm([0.5, 0.9]), [1.0, 1.0])
+    rng = np.random.default_rng(3)
+    strong = np.array([0.4, 0.3, 0.2, 0.1]) + rng.normal(0, 0.05, (6, 4))
+    noise = rng.random((6, 4))
+    results = pd.concat([results_from(strong, groups=("D", "A")), results_from(noise, method="random",
+                                                                               groups=("D", "A"))])
+    table = stats.friedman(results)
+    assert len(table) == 4
+    np.testing.assert_allclose(table["p_holm"], stats.holm(table["p_value"]))
+    assert (table["p_holm"] >= table["p_value"]).all()
+    assert (table["significant_holm"] == (table["p_holm"] < stats.ALPHA)).all()
+    pairs = stats.posthoc(results)
+    by_key = table.set_index(["method", "group"])["p_holm"]
+    for (method, group), p in pairs.groupby(["method", "group"])["friedman_p_holm"].first().items():
+        assert p == pytest.approx(by_key[(method, group)])
+
+
+def test_direction_comes_from_the_mean_ranks_nemenyi_tests():
+    """Decay 0 beats 0.01 in 9 of 10 folds by a little and loses one fold by a lot: its mean
+    AOPC is lower, its mean rank (what the Nemenyi test compares) higher. ``higher`` and
+    ``low_higher`` follow the ranks."""
+    folds = 10
+    matrix = np.tile([0.50, 0.30, 0.49], (folds, 1)) + np.linspace(0, 0.01, folds)[:, None]
+    matrix[0, 2] = 5.0
+    results = results_from(matrix)  # decays 0, 0.001, 0.01
+    pairs = stats.posthoc(results).set_index(["decay_a", "decay_b"])
+    pair = pairs.loc[(0.0, 1e-2)]
+    assert pair["mean_b"] > pair["mean_a"] and pair["rank_a"] > pair["rank_b"]
+    assert pair["rank_a"] == pytest.approx(2.9) and pair["rank_b"] == pytest.approx(2.1)
+    assert pair["higher"] == 0.0
+    table = stats.low_vs_high(results, low=(0.0,), high=(1e-2,), alpha=0.5, require_friedman=False)
+    assert table.loc[0, "n_significant"] == 1 and table.loc[0, "low_higher"] == True  # noqa: E712
+    assert table.loc[0, "significant_pairs"].startswith("0 > 0.01")
+
+
+def test_low_vs_high_holm_gate():
+    """With ``holm_gate`` the omnibus test must reject after Holm's adjustment over the dataset's
+    methods × groups: a borderline method next to many null ones loses its pairs."""
+    rng = np.random.default_rng(0)
+    signal = np.array([0.42, 0.42, 0.30, 0.20]) + rng.normal(0, 0.12, (5, 4))  # Friedman p = 0.011
+    parts = [results_from(signal, decays=(0.0, 1e-4, 1e-2, 5e-2))]
+    parts += [results_from(rng.random((5, 4)), method=f"null{i}", decays=(0.0, 1e-4, 1e-2, 5e-2)) for i in range(6)]
+    results = pd.concat(parts)
+    plain = stats.low_vs_high(results, alpha=0.05).set_index("method")
+    gated = stats.low_vs_high(results, alpha=0.05, holm_gate=True).set_index("method")
+    omnibus = stats.friedman(results).set_index("method")
+    assert omnibus.loc["lrp", "p_value"] < 0.05 <= omnibus.loc["lrp", "p_holm"]  # 0.011, 0.076
+    assert plain.loc["lrp", "n_significant"] > 0 and gated.loc["lrp", "n_significant"] == 0
