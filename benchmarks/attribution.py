@@ -14,6 +14,12 @@ over the rounds). ``gflops`` and
 ``flops_vs_gradient`` are XLA's operation counts of the same programs (``cost_analysis``): what
 a method must compute, independent of the machine's load.
 
+The last row, ``call_overhead``, is the cost of the call itself: a warm
+``ja.explain(model.apply, ja.Gradient())(params, x, target)`` against the bare ``jax.jit`` of
+the same computation (same compiler options, no input checks), timed in interleaved rounds
+(``--overhead-repeats``): ``overhead_ratio`` is the median per-round time ratio (goal ≤ 1.05 at
+batch 128), ``overhead_ms`` the median per-round difference.
+
     python benchmarks/attribution.py --batch 128 --repeats 5
 """
 
@@ -21,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 
 import jax
+import jax.numpy as jnp
 
 import jaxattr as ja
 from _timing import timed  # benchmarks/ is the script's directory
@@ -57,6 +65,7 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument("--overhead-repeats", type=int, default=30)
     args = parser.parse_args(argv)
 
     model = PaperCNN()
@@ -90,6 +99,23 @@ def main(argv=None):
             "cost_vs_tuned_gradient_iqr": [round(q, 3) for q in cost_iqr],
             "gflops": round(flops[what] / 1e9, 3),
             "flops_vs_gradient": round(flops[what] / flops["jax.grad"], 3)}), flush=True)
+    print(json.dumps(call_overhead(model.apply, params, x, args.overhead_repeats)), flush=True)
+
+
+def call_overhead(apply_fn, params, x, repeats: int) -> dict:
+    """A warm ``ja.explain`` call against the bare compiled program of the same computation."""
+    method, target = ja.Gradient(), jnp.zeros(x.shape[0], jnp.int32)
+    bare = jax.jit(lambda p, x, t: method.compute(apply_fn, p, x, t, None),
+                   compiler_options=ja.xla.backward_options())
+    explain = ja.explain(apply_fn, method)
+    t = timed({"bare": lambda: bare(params, x, target),
+               "explain": lambda: explain(params, x, target)}, repeats)
+    ratio, *iqr = t.ratio("explain", "bare")
+    diff = statistics.median(a - b for a, b in zip(t.rounds["explain"], t.rounds["bare"]))
+    return {"tool": "jaxattr", "what": "call_overhead", "batch": x.shape[0],
+            "seconds": round(t.median["explain"], 6), "bare_seconds": round(t.median["bare"], 6),
+            "overhead_ms": round(diff * 1e3, 4), "overhead_ratio": round(ratio, 4),
+            "overhead_ratio_iqr": [round(q, 4) for q in iqr]}
 
 
 if __name__ == "__main__":

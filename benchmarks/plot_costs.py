@@ -24,7 +24,7 @@ REFERENCES = ("forward", "jax.grad", "jax.grad+options")
 def plot(rows: list[dict], out: str, cap: float = 5.0) -> None:
     """Horizontal bars per method, time and FLOPs over the gradient's; bars beyond ``cap`` are
     cut and labelled with their value."""
-    rows = [r for r in rows if r["what"] not in REFERENCES]
+    rows = [r for r in rows if r["what"] not in REFERENCES and "flops_vs_gradient" in r]
     rows.sort(key=lambda r: r["flops_vs_gradient"])
     names = [r["what"] for r in rows]
     time = np.array([r["cost_vs_tuned_gradient"] for r in rows])

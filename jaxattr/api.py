@@ -1,56 +1,87 @@
-"""The public entry points: :func:`attribute` and :func:`explain`."""
+"""The public entry points: :func:`attribute` and :func:`explain`.
+
+Checks, and where they run (so that a warm call costs what the compiled program costs):
+
+* *static* checks (x's type, dtype and shape, the target's dtype and shape, the key's type, the
+  data arguments' names) run in Python on every call and cost microseconds;
+* checks that need the model (``apply_fn(params, x)`` runs and returns ``(batch, classes)``) run
+  while the program is traced, so they are done once per compiled signature and keyed by
+  everything the program depends on (the shapes and dtypes of params, x, target, key and data);
+* *value* checks (NaN/Inf in x or in a reference passed as data, target out of range) are
+  computed inside the attribution program itself: one status word comes back with the result
+  and a bad status raises the same ``ValueError``, without a separate dispatch or host round trip
+  before the program. Inside a trace (a ``jax.jit``/``grad``/``vmap`` of the user's) they are
+  :func:`jax.experimental.checkify.debug_check` s: free, never break tracing, and raised by
+  ``checkify.checkify(fn, errors=checkify.user_checks)`` when the user wants them there.
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
+import sys
 from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 from .methods import Gradient, Method
 from .xla import backward_options
 
 Array = jax.Array
 
+try:  # the cheap question "is a jit/grad/vmap trace active?" (jax >= 0.4.36)
+    from jax._src.core import trace_state_clean as _trace_state_clean
+except ImportError:  # pragma: no cover - older or newer jax: ask the arguments instead
+    _trace_state_clean = None
+
 
 def _check_x(x) -> None:
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"x must be an array (batch, ...), got {type(x).__name__}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"x must be a floating-point array, got dtype {x.dtype}; convert it, e.g. "
-                        "x.astype(jnp.float32)")
-    if x.ndim < 1:
+        hint = ("; for token ids or other indices, explain w.r.t. the embeddings instead: pass "
+                "apply_fn(params, e) that starts from the embedded inputs e = embed(ids)"
+                if jnp.issubdtype(x.dtype, jnp.integer) else "")
+        raise TypeError(f"x must be a floating-point array, got dtype {x.dtype}; attributions are "
+                        f"taken w.r.t. continuous inputs (convert real-valued data with "
+                        f"x.astype(jnp.float32)){hint}")
+    if len(x.shape) < 1:
         raise ValueError(f"x must have a leading batch axis, got a scalar of shape {x.shape}")
     if x.shape[0] == 0:
         raise ValueError(f"x is an empty batch (shape {x.shape}); pass at least one example")
 
 
-def _check_values(x, target, n_classes: int) -> None:
-    """Value checks, done only on concrete (non-traced) inputs."""
-    if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
-        raise ValueError("x contains NaN or Inf values; attributions of non-finite inputs are "
-                         "meaningless. Clean or mask the input first.")
-    if target is not None and not isinstance(target, jax.core.Tracer):
-        t = np.asarray(target)
-        if t.min() < 0 or t.max() >= n_classes:
-            raise ValueError(f"target out of range: got class indices {t.tolist()}, the model has "
-                             f"{n_classes} classes (0..{n_classes - 1})")
-
-
 def _check_target(target, batch: int):
+    """Target's dtype and shape, without touching its values (no dispatch, no transfer)."""
     if target is None:
         return None
-    target = jnp.asarray(target)
+    if isinstance(target, int) and not isinstance(target, bool):
+        return target  # a weakly typed scalar: one compiled program for every class index
+    if not hasattr(target, "dtype"):
+        target = np.asarray(target)
     if not jnp.issubdtype(target.dtype, jnp.integer):
         raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
-    if target.ndim == 0:
-        target = jnp.broadcast_to(target, (batch,))
-    if target.shape != (batch,):
+    if target.shape not in ((), (batch,)):
         raise ValueError(f"target must have shape (batch,) = ({batch},) or be a scalar, got shape "
                          f"{target.shape}")
     return target
+
+
+def _check_key(key):
+    if key is None:
+        return None
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and (jnp.issubdtype(dtype, jax.dtypes.prng_key)
+                              or (dtype == jnp.uint32 and key.shape[-1:] == (2,))):
+        return key
+    raise TypeError(f"key must be a JAX PRNG key, e.g. jax.random.key(0), got "
+                    f"{type(key).__name__} {key!r}" if dtype is None else
+                    f"key must be a JAX PRNG key, e.g. jax.random.key(0), got an array of dtype "
+                    f"{dtype} and shape {key.shape}")
 
 
 def _check_output(apply_fn, params, x):
@@ -67,19 +98,217 @@ def _check_output(apply_fn, params, x):
     return out.shape[1]
 
 
-def _attribute(apply_fn, method: Method, params, x, target, key):
+# --- data arguments: arrays a method holds (a DeepLIFT reference, an IG baseline) travel into the
+# program as traced arguments, so a new array does not compile a new program.
+
+class _Data:
+    """Placeholder in a method's field whose value is passed to the program as an argument."""
+
+    def __repr__(self):
+        return "<passed at call time>"
+
+
+_DATA = _Data()
+
+
+def _with_placeholders(method: Method, names) -> Method:
+    names = [n for n in names if getattr(method, n) is not _DATA]
+    if not names:
+        return method
+    static = copy.copy(method)
+    for name in names:
+        object.__setattr__(static, name, _DATA)
+    return static
+
+
+def _split_data(method: Method):
+    """``(method without its array-valued data fields, {field: array})``."""
+    data = {n: getattr(method, n) for n in method.data_fields
+            if isinstance(getattr(method, n), (np.ndarray, jax.Array))}
+    return _with_placeholders(method, data), data
+
+
+def _check_data(method: Method, data: dict) -> dict:
+    out = {}
+    for name, value in data.items():
+        if name not in method.data_fields:
+            allowed = ", ".join(f"{n}=" for n in method.data_fields) or "none"
+            raise TypeError(f"{type(method).__name__} takes no {name}= argument at call time "
+                            f"(data arguments of this method: {allowed})")
+        if callable(value):
+            raise TypeError(f"{name}= at call time must be an array or a number (traced data); put "
+                            f"a callable in the method instead: {type(method).__name__}({name}=fn)")
+        if isinstance(value, (list, tuple)):
+            value = np.asarray(value)
+        dtype = getattr(value, "dtype", None)
+        if not (isinstance(value, (int, float)) or (dtype is not None and (
+                jnp.issubdtype(dtype, jnp.number) or dtype == bool))):
+            raise TypeError(f"{name}= must be an array or a number, got {type(value).__name__}")
+        out[name] = value
+    return out
+
+
+# --- the program
+
+#: value checks: (bit of the status word, message); the target's message is completed on the host
+#: (with the offending indices) and data arrays take the bits from 4 up
+_NAN_X = (1, "x contains NaN or Inf values; attributions of non-finite inputs are meaningless. "
+             "Clean or mask the input first.")
+_RANGE_BIT = 2
+
+
+def _nan_data(method: Method, name: str, bit: int):
+    return (bit, f"{type(method).__name__} {name} contains NaN or Inf values; pass a finite {name}")
+
+
+def _program(apply_fn, method: Method, nested: bool, params, x, target, key, data):
+    """The attribution and its value checks, as one traced function.
+
+    Returns the relevance and (``nested=False``) an int32 status word, 0 when every check holds."""
+    n_classes = _check_output(apply_fn, params, x)  # at trace time: once per signature
+    if data:
+        method = dataclasses.replace(method, **data)
+    checks = [(jnp.all(jnp.isfinite(x)), _NAN_X)]
+    if target is not None:
+        target = jnp.broadcast_to(jnp.asarray(target), x.shape[:1])
+        checks.append((jnp.all((target >= 0) & (target < n_classes)),
+                       (_RANGE_BIT, f"target out of range: the model has {n_classes} classes "
+                                   f"(0..{n_classes - 1})")))
+    for i, (name, value) in enumerate(sorted(data.items())):
+        checks.append((jnp.all(jnp.isfinite(jnp.asarray(value, x.dtype))),
+                       _nan_data(method, name, 4 << i)))
     if method.needs_key and key is None:
         key = jax.random.key(0)
-    return method.compute(apply_fn, params, x, target, key)
+    relevance = method.compute(apply_fn, params, x, target, key)
+    if nested:
+        for ok, (_, message) in checks:
+            checkify.debug_check(ok, message)
+        return relevance
+    status = sum(jnp.where(ok, 0, bit) for ok, (bit, _) in checks)
+    return relevance, jnp.asarray(status, jnp.int32)
+
+
+def _raise(status: int, apply_fn, method, params, x, target, data):
+    """The ``ValueError`` of the first failed value check (only on the error path)."""
+    if status & _NAN_X[0]:
+        raise ValueError(_NAN_X[1])
+    if status & _RANGE_BIT:
+        n = _check_output(apply_fn, params, x)
+        t = np.broadcast_to(np.asarray(target), x.shape[:1])
+        raise ValueError(f"target out of range: got class indices {t.tolist()}, the model has "
+                         f"{n} classes (0..{n - 1})")
+    for i, name in enumerate(sorted(data)):
+        if status & (4 << i):
+            raise ValueError(_nan_data(method, name, 0)[1])
+    raise AssertionError(f"unknown status {status}")  # pragma: no cover
+
+
+def _in_trace(tree) -> bool:
+    if _trace_state_clean is not None:
+        return not _trace_state_clean()
+    return any(isinstance(leaf, jax.core.Tracer)  # pragma: no cover
+               for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def _make_explain(apply_fn: Callable, method: Method) -> Callable:
+    programs: dict = {}  # data names passed at call time -> (top-level jit, nested jit)
+
+    def programs_for(names: frozenset):
+        if names not in programs:
+            static = _with_placeholders(method, names)
+            # Compiler options apply to a top-level program only; inside a user's jit/grad/vmap
+            # the outer program's options hold.
+            programs[names] = (
+                jax.jit(functools.partial(_program, apply_fn, static, False),
+                        compiler_options=backward_options()),
+                jax.jit(functools.partial(_program, apply_fn, static, True)))
+        return programs[names]
+
+    def fn(params, x, target=None, key=None, **data):
+        _check_x(x)
+        target = _check_target(target, x.shape[0])
+        key = _check_key(key) if method.needs_key else None
+        if data:
+            data = _check_data(method, data)
+        top_level, nested = programs_for(frozenset(data))
+        if _in_trace((params, x, target, key, data)):
+            return nested(params, x, target, key, data)
+        relevance, status = top_level(params, x, target, key, data)
+        status = int(np.asarray(status))  # waits for the program, whose result is read next anyway
+        if status:
+            _raise(status, apply_fn, method, params, x, target, data)
+        return relevance
+
+    return fn
+
+
+_explain_cached = functools.lru_cache(maxsize=64)(_make_explain)
+
+
+def _is_nnx(obj) -> bool:
+    nnx = sys.modules.get("flax.nnx")  # an NNX model exists only if flax.nnx was imported
+    return nnx is not None and isinstance(obj, nnx.Module)
 
 
 @functools.lru_cache(maxsize=64)
+def _nnx_apply(graphdef) -> Callable:
+    """``(state, x) -> logits`` of the NNX models with this graph: one function per graphdef,
+    so every model of the same structure shares its compiled programs."""
+    from flax import nnx
+
+    def apply(state, x):
+        # fresh Variables (a tree_map rebuilds them) in the current trace: the module's __call__
+        # may write to them (counters, caches) without touching the caller's state, and from
+        # inside the engine's traces, which close over the state
+        return nnx.merge(graphdef, jax.tree_util.tree_map(lambda a: a, state))(x)
+
+    return apply
+
+
+def _explain_nnx(model, method: Method) -> Callable:
+    from flax import nnx
+
+    graphdef = []  # the model's graph, found on the first call that passes its state
+
+    def fn(params, x, target=None, key=None, **data):
+        if params is None:  # the model as it is now (trained in between, say)
+            graph, params = nnx.split(model)
+        else:  # the state given, e.g. nnx.state(model): no traversal of the model per call
+            if not graphdef:
+                graphdef.append(nnx.graphdef(model))
+            graph = graphdef[0]
+        return explain(_nnx_apply(graph), method)(params, x, target, key, **data)
+
+    return fn
+
+
 def explain(apply_fn: Callable, method: Method = Gradient()) -> Callable:
-    """A jitted ``(params, x, target=None, key=None) -> relevance`` for ``apply_fn`` and ``method``.
+    """A jitted ``(params, x, target=None, key=None, **data) -> relevance`` for ``apply_fn`` and
+    ``method``.
 
     ``apply_fn(params, x) -> logits`` must be pure (a Flax Linen ``model.apply``, an NNX model
-    split into a function, or plain jax). It compiles once per input shape and runs as one XLA
-    program; ``jax.vmap`` over it works.
+    split into a function, or plain jax). An ``flax.nnx.Module`` may be passed as it is: then
+    ``params=None`` takes the model's current state (``nnx.split`` on every call; the model is
+    not changed, whatever its ``__call__`` writes) and any other ``params`` is used as that
+    state (``nnx.state(model)``: faster in a loop, as the model is not traversed per call).
+
+    It compiles once per input signature (the shapes and dtypes of params, x, target, key and
+    data) and runs as one XLA program, the input checks included; ``jax.vmap``, ``jax.jit`` and
+    ``jax.grad`` over it work. Compiled programs are cached per ``(apply_fn, method)``: pass the
+    same function object each time. A fresh lambda (or a fresh ``functools.partial``) as
+    ``apply_fn`` is a new function and compiles anew on every call.
+
+    ``data``: arrays the method takes as traced arguments, so that a new array reuses the
+    compiled program: ``reference=`` for :class:`~jaxattr.DeepLIFT`, ``baseline=`` for
+    :class:`~jaxattr.IntegratedGradients`. An array given in the method itself
+    (``DeepLIFT(reference=array)``) is passed the same way.
+
+    Value checks (NaN/Inf in x or the data, target out of range) run inside the program and
+    raise ``ValueError`` when it returns. Inside the user's own ``jax.jit``/``grad``/``vmap`` they
+    are ``checkify.debug_check`` s: wrap the function in
+    ``jax.experimental.checkify.checkify(..., errors=checkify.user_checks)`` to raise them there.
+    For fully asynchronous dispatch (no wait for the status word), call the function inside a
+    ``jax.jit`` (with ``compiler_options=ja.xla.backward_options()`` for the same program).
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxattr as ja
@@ -88,28 +317,38 @@ def explain(apply_fn: Callable, method: Method = Gradient()) -> Callable:
         >>> explain_fn = ja.explain(f, ja.GradientXInput())
         >>> explain_fn(params, jnp.ones((4, 3))).shape
         (4, 3)
+        >>> dl = ja.explain(f, ja.DeepLIFT())
+        >>> dl(params, jnp.ones((4, 3)), reference=jnp.zeros(3)).shape  # no recompile per reference
+        (4, 3)
     """
     if not isinstance(method, Method):
         raise TypeError(f"method must be a jaxattr method (ja.Gradient(), ja.LRP(...), ...), got "
                         f"{type(method).__name__}")
-    compute = functools.partial(_attribute, apply_fn, method)
-    # Compiler options apply to a top-level program only; inside a user's jit/grad/vmap the
-    # outer program's options hold.
-    top_level, nested = jax.jit(compute, compiler_options=backward_options()), jax.jit(compute)
-    n_classes: dict = {}  # per input signature
+    if _is_nnx(apply_fn):  # not cached: that would keep the model alive
+        return _explain_nnx(apply_fn, method)
+    try:
+        return _explain_with_data(apply_fn, method)
+    except TypeError as err:  # unhashable apply_fn: compile without the cache
+        if "unhashable" not in str(err):
+            raise
+        return _explain_with_data.__wrapped__(apply_fn, method)
 
-    def fn(params, x, target=None, key=None):
-        _check_x(x)
-        sig = (tuple(x.shape), str(x.dtype))
-        if sig not in n_classes:
-            n_classes[sig] = _check_output(apply_fn, params, x)
-        target = _check_target(target, x.shape[0])
-        _check_values(x, target, n_classes[sig])
-        traced = any(isinstance(leaf, jax.core.Tracer)
-                     for leaf in jax.tree_util.tree_leaves((params, x, target, key)))
-        return (nested if traced else top_level)(params, x, target, key)
 
-    return fn
+@functools.lru_cache(maxsize=64)
+def _explain_with_data(apply_fn: Callable, method: Method) -> Callable:
+    """The cached program of ``method`` without its arrays, the arrays bound as call arguments."""
+    static, defaults = _split_data(method)
+    fn = _programs_of(apply_fn, static)
+    return functools.partial(fn, **defaults) if defaults else fn
+
+
+def _programs_of(apply_fn: Callable, static: Method) -> Callable:
+    try:
+        return _explain_cached(apply_fn, static)
+    except TypeError as err:
+        if "unhashable" not in str(err):
+            raise
+        return _make_explain(apply_fn, static)
 
 
 def attribute(apply_fn: Callable, params: Any, x: Array, target: Optional[Array] = None,
@@ -117,22 +356,24 @@ def attribute(apply_fn: Callable, params: Any, x: Array, target: Optional[Array]
     """Attribution of ``apply_fn(params, x)[i, target[i]]`` to ``x``; same shape as ``x``.
 
     Args:
-        apply_fn: pure ``(params, x) -> logits`` of shape (batch, classes).
+        apply_fn: pure ``(params, x) -> logits`` of shape (batch, classes), or an
+            ``flax.nnx.Module`` (then ``params=None``; see :func:`explain`). Compiled programs
+            are cached per function object: a fresh lambda per call compiles every time.
         params: the model's parameters (any pytree).
         x: floating-point inputs with a leading batch axis.
         target: int class per example, shape (batch,) or a scalar; ``None`` = predicted class.
-        method: an attribution method, e.g. ``ja.LRP(ja.composites.epsilon_plus_flat())``.
+        method: an attribution method, e.g. ``ja.LRP(ja.composites.epsilon_plus_flat())``. An
+            array in it (``DeepLIFT(reference=array)``) is traced data: a new array does not
+            recompile.
         key: PRNG key for stochastic methods (SmoothGrad); defaults to ``jax.random.key(0)``.
 
     Raises:
         TypeError / ValueError: with what to change, for non-float or empty ``x``, NaN/Inf,
-            a model that rejects ``x``, output not (batch, classes), bad ``target``, and any
-            x-dependent primitive no rule covers (:class:`UnsupportedPrimitiveError`).
+            a model that rejects ``x``, output not (batch, classes), bad ``target`` or ``key``,
+            and any x-dependent primitive no rule covers (:class:`UnsupportedPrimitiveError`).
     """
-    try:
-        fn = explain(apply_fn, method)
-    except TypeError as err:  # unhashable apply_fn: compile without the cache
-        if "unhashable" not in str(err):
-            raise
-        fn = explain.__wrapped__(apply_fn, method)
-    return fn(params, x, target, key)
+    if not isinstance(method, Method) or _is_nnx(apply_fn):
+        return explain(apply_fn, method)(params, x, target, key)
+    # a new array in the method (DeepLIFT(reference=array)) is call data, not a new cache entry
+    static, data = _split_data(method)
+    return _programs_of(apply_fn, static)(params, x, target, key, **data)

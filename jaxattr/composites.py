@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Sequence, Union
 from .engine.segment import KINDS, Segment
 from .rules.activation import Deconv, Guided
 from .rules.base import Norm, Pass, Rule
-from .rules.lrp import AlphaBeta, Epsilon, Flat, Gamma, ZBox, ZPlus
+from .rules.lrp import AlphaBeta, Epsilon, Flat, Gamma, ZBox, ZPlus, as_bound
 
 Selector = Union[str, tuple, Callable[[Segment], bool]]
 
@@ -127,9 +127,7 @@ def deconvnet() -> Composite:
 
 
 def _bound(v):
-    if isinstance(v, (int, float)):
-        return float(v)
-    return tuple(float(t) for t in v)
+    return as_bound(v)
 
 
 __all__ = ["Composite", "LRP_BASE", "matches", "lrp", "epsilon_plus", "epsilon_plus_flat",

@@ -76,6 +76,9 @@ class Method:
 
     seed: ClassVar[str] = "one"
     needs_key: ClassVar[bool] = False
+    #: fields whose array values ``ja.explain`` passes to the program as traced arguments (and
+    #: accepts as keyword arguments at call time), so that a new array does not recompile
+    data_fields: ClassVar[tuple] = ()
 
     def _key(self):
         static = lambda v: ("array", id(v)) if isinstance(v, (np.ndarray, jax.Array)) else v
@@ -162,6 +165,13 @@ def _chunked_vmap(fn, xs, chunk: Optional[int]):
     return jnp.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
+def _check_chunk(method, chunk) -> None:
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))
+                              or chunk < 1):
+        raise ValueError(f"{type(method).__name__} chunk must be None (all at once) or an int >= 1, "
+                         f"got {chunk!r}")
+
+
 def _path_nodes(steps: int, rule: str):
     if rule == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(steps)
@@ -203,11 +213,13 @@ class IntegratedGradients(Method):
     baseline: Union[float, tuple] = 0.0
     rule: str = "gausslegendre"
     chunk: Optional[int] = 8
+    data_fields: ClassVar[tuple] = ("baseline",)
 
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"IntegratedGradients steps must be >= 1, got {self.steps}")
         _path_nodes(self.steps, self.rule)
+        _check_chunk(self, self.chunk)
 
     def compute(self, apply_fn, params, x, target, key):
         x0 = _as_reference(self.baseline, x)
@@ -239,6 +251,7 @@ class SmoothGrad(Method):
         if self.samples < 1 or self.sigma < 0:
             raise ValueError(f"SmoothGrad needs samples >= 1 and sigma >= 0, got samples={self.samples}, "
                              f"sigma={self.sigma}")
+        _check_chunk(self, self.chunk)
 
     def compute(self, apply_fn, params, x, target, key):
         if target is None:
@@ -417,6 +430,7 @@ class DeepLIFT(Method):
     rule: str = "rescale"
     maxpool: str = "interpolate"
     average_references: bool = False
+    data_fields: ClassVar[tuple] = ("reference",)
 
     def __post_init__(self):
         if self.rule not in ("rescale", "reveal_cancel"):

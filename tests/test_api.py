@@ -1,5 +1,7 @@
 """ja.attribute / ja.explain: the contract and clear errors for bad input."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -131,3 +133,197 @@ def test_audit_reports_every_equation(setup):
     assert by_kind["activation"] == "Pass()"
     text = ja.engine.format_audit(rows)
     assert "primitive" in text and "dot_general" in text
+
+
+# --- issue #22: silent wrong answers and crashes of the api; issue #19: NNX models, call cost
+
+def linear(p, x):
+    return x.reshape(x.shape[0], -1) @ p
+
+
+def test_class_count_is_keyed_by_params_too(setup):
+    """Same apply_fn and x's shape, params of another output width: the class count (and the
+    target check) follows the params, in either order."""
+    _, x = setup
+    wide, narrow = jnp.ones((6, 5)), jnp.ones((6, 2))
+    fn = ja.explain(linear, ja.Gradient())
+    fn(narrow, x, target=1)
+    np.testing.assert_allclose(fn(wide, x, target=4), jnp.ones_like(x))  # was rejected as out of range
+    fn2 = ja.explain(lambda p, x: linear(p, x), ja.Gradient())
+    fn2(wide, x, target=4)
+    with pytest.raises(ValueError, match="out of range.*2 classes"):  # was all zeros
+        fn2(narrow, x, target=4)
+
+
+def test_attribute_inside_jit_with_closed_over_inputs(setup):
+    params, x = setup
+    target = jnp.array([0, 1, 2, 0])
+    want = ja.attribute(mlp, params, x, target)
+    np.testing.assert_allclose(jax.jit(lambda p: ja.attribute(mlp, p, x, target))(params), want,
+                               rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(lambda: ja.attribute(mlp, params, x, target))(), want,
+                               rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(lambda t: ja.attribute(mlp, params, x, t))(target), want,
+                               rtol=1e-5)
+    # explanation-regularised training: jit(grad(...)) w.r.t. the params, x and target closed over
+    loss = lambda p: jnp.sum(ja.attribute(mlp, p, x, target, method=ja.GradientXInput()) ** 2)
+    g = jax.jit(jax.grad(loss))(params)
+    np.testing.assert_allclose(g["w1"], jax.grad(loss)(params)["w1"], rtol=1e-4)
+    assert np.abs(np.asarray(g["w1"])).sum() > 0
+
+
+def test_value_checks_inside_a_trace_are_checkify_checks(setup):
+    from jax.experimental import checkify
+    params, x = setup
+    fn = jax.jit(lambda x, t: ja.attribute(mlp, params, x, t))
+    assert fn(x.at[0, 0, 0].set(jnp.nan), 0).shape == x.shape  # no crash in the trace
+    checked = checkify.checkify(fn, errors=checkify.user_checks)
+    err, _ = checked(x.at[0, 0, 0].set(jnp.nan), 0)
+    assert "NaN or Inf" in err.get()
+    err, _ = checked(x, 7)
+    assert "target out of range" in err.get()
+    err, _ = checked(x, 1)
+    assert err.get() is None
+
+
+def test_target_as_python_int_list_and_numpy(setup):
+    params, x = setup
+    want = ja.attribute(mlp, params, x, target=jnp.array([2, 0, 1, 2]))
+    np.testing.assert_allclose(ja.attribute(mlp, params, x, target=[2, 0, 1, 2]), want)
+    np.testing.assert_allclose(ja.attribute(mlp, params, x, target=np.array([2, 0, 1, 2])), want)
+    np.testing.assert_allclose(ja.attribute(mlp, params, x, target=2)[0], want[0])
+    with pytest.raises(ValueError, match=r"out of range: got class indices \[3, 3, 3, 3\]"):
+        ja.attribute(mlp, params, x, target=3)
+
+
+def _counting(traces):
+    def f(p, x):
+        traces.append(1)
+        return mlp(p, x)
+    return f
+
+
+@pytest.mark.parametrize("method, name", [(ja.DeepLIFT(), "reference"),
+                                          (ja.IntegratedGradients(steps=4), "baseline")])
+def test_reference_or_baseline_as_data_does_not_recompile(setup, method, name):
+    params, x = setup
+    traces = []
+    f = _counting(traces)
+    refs = [jax.random.normal(jax.random.key(i), x.shape[1:]) for i in range(3)]
+    fn = ja.explain(f, method)
+    first = fn(params, x, 1, **{name: refs[0]})
+    n = len(traces)
+    second = fn(params, x, 1, **{name: refs[1]})
+    assert len(traces) == n  # traced data: the compiled program is reused
+    # the array in the method itself: the same (`attribute` with a new array each call)
+    for ref in refs[1:]:
+        r = ja.attribute(f, params, x, 1, method=dataclasses.replace(method, **{name: ref}))
+    n = len(traces)
+    r = ja.attribute(f, params, x, 1, method=dataclasses.replace(method, **{name: refs[0] + 1}))
+    assert len(traces) == n
+    np.testing.assert_allclose(
+        r, ja.attribute(mlp, params, x, 1, method=dataclasses.replace(method, **{name: refs[0] + 1})),
+        rtol=1e-6)
+    # same numbers as the array given in the method (old behaviour)
+    np.testing.assert_allclose(
+        first, ja.attribute(mlp, params, x, 1, method=dataclasses.replace(method, **{name: refs[0]})),
+        rtol=1e-6)
+    assert not np.allclose(first, second)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        fn(params, x, 1, **{name: refs[0].at[0, 0].set(jnp.nan)})
+    with pytest.raises(TypeError, match="takes no"):
+        fn(params, x, 1, steps=3)
+    with pytest.raises(ValueError, match="broadcast"):
+        fn(params, x, 1, **{name: jnp.zeros((5, 5))})
+
+
+def test_data_argument_inside_jit(setup):
+    params, x = setup
+    fn = ja.explain(mlp, ja.DeepLIFT())
+    ref = jnp.full(x.shape[1:], 0.3)
+    np.testing.assert_allclose(jax.jit(lambda r: fn(params, x, 0, reference=r))(ref),
+                               fn(params, x, 0, reference=ref), rtol=1e-5)
+
+
+@pytest.mark.parametrize("make, err, match", [
+    (lambda: ja.IntegratedGradients(chunk=-1), ValueError, "chunk"),
+    (lambda: ja.IntegratedGradients(chunk=0), ValueError, "chunk"),
+    (lambda: ja.SmoothGrad(chunk=2.5), ValueError, "chunk"),
+    (lambda: ja.rules.ZBox(low="a"), ValueError, "finite number"),
+    (lambda: ja.composites.epsilon_gamma_box(low=[[0.0]], high=1.0), ValueError, "1-D"),
+])
+def test_bad_method_parameters_are_named(make, err, match):
+    with pytest.raises(err, match=match):
+        make()
+
+
+def test_smoothgrad_key_must_be_a_prng_key(setup):
+    params, x = setup
+    with pytest.raises(TypeError, match=r"PRNG key, e.g. jax.random.key\(0\), got int 0"):
+        ja.attribute(mlp, params, x, method=ja.SmoothGrad(samples=2), key=0)
+    raw = jax.random.PRNGKey(1)  # legacy uint32 keys are keys too
+    assert ja.attribute(mlp, params, x, method=ja.SmoothGrad(samples=2), key=raw).shape == x.shape
+
+
+def test_per_channel_box_bounds_of_wrong_length():
+    x = jax.random.uniform(jax.random.key(0), (2, 4, 4, 3))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
+    conv = lambda p, x: jax.lax.conv_general_dilated(
+        x, p, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")).sum((1, 2))
+    for method in (ja.DeepTaylor(low=(0.0, 0.0), high=(1.0, 1.0)),
+                   ja.LRP(ja.composites.epsilon_gamma_box((0.0, 0.0), (1.0, 1.0)))):
+        with pytest.raises(ValueError, match="ZBox low has 2 per-channel values.*3 channels"):
+            ja.attribute(conv, w, x, method=method)
+    ok = ja.attribute(conv, w, x, method=ja.DeepTaylor(low=np.zeros(3), high=np.ones(3)))
+    assert ok.shape == x.shape
+
+
+def test_integer_input_error_points_to_embeddings(setup):
+    params, x = setup
+    with pytest.raises(TypeError, match="embeddings"):
+        ja.attribute(mlp, params, x.astype(jnp.int32))
+
+
+class _NNXNet:
+    """An NNX model (built lazily: flax.nnx imported only by the test)."""
+
+    @staticmethod
+    def make():
+        from flax import nnx
+
+        class Net(nnx.Module):
+            def __init__(self, rngs):
+                self.l1 = nnx.Linear(6, 5, rngs=rngs)
+                self.bn = nnx.BatchNorm(5, use_running_average=True, rngs=rngs)
+                self.l2 = nnx.Linear(5, 3, rngs=rngs)
+                self.calls = nnx.Variable(jnp.zeros((), jnp.int32))  # written by every call
+
+            def __call__(self, x):
+                self.calls[...] += 1
+                return self.l2(jax.nn.relu(self.bn(self.l1(x.reshape(x.shape[0], -1)))))
+
+        return Net(nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("method", [ja.Gradient(), ja.LRP(), ja.DeepLIFT(reference=0.1)])
+def test_nnx_model_as_it_is(setup, method):
+    from flax import nnx
+    _, x = setup
+    model = _NNXNet.make()
+    before = jax.tree.map(np.array, nnx.state(model))
+    r = ja.attribute(model, None, x, method=method)
+    # the same model in plain jax, on the split state
+    def plain(s, x):
+        h = x.reshape(x.shape[0], -1) @ s["l1"]["kernel"][...] + s["l1"]["bias"][...]
+        bn = s["bn"]
+        h = (h - bn["mean"][...]) / jnp.sqrt(bn["var"][...] + 1e-5) * bn["scale"][...] + bn["bias"][...]
+        return jax.nn.relu(h) @ s["l2"]["kernel"][...] + s["l2"]["bias"][...]
+
+    graphdef, state = nnx.split(model)
+    want = ja.attribute(plain, state, x, method=method)
+    np.testing.assert_allclose(r, want, rtol=1e-6)
+    after = jax.tree.map(np.array, nnx.state(model))
+    assert jax.tree.all(jax.tree.map(np.array_equal, before, after))  # not mutated
+    fn = ja.explain(model, method)
+    np.testing.assert_allclose(fn(None, x), want, rtol=1e-6)
+    np.testing.assert_allclose(fn(nnx.state(model), x), want, rtol=1e-6)

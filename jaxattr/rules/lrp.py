@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Union
 
+import numpy as np
+
 from .base import ID, NONE, Group, LayerRule, Term
 
 POS = (("pos", 1.0),)
@@ -125,6 +127,20 @@ class WSquare(LayerRule):
 Bound = Union[float, tuple]
 
 
+def as_bound(value, name: str = "bound") -> Bound:
+    """A z^B bound as a float or a tuple of per-channel floats (hashable, for ``jit``).
+
+    Raises ``ValueError`` for anything but a finite number or a 1-D sequence of finite numbers."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim > 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
+        raise ValueError(f"z^B {name} must be a finite number or a 1-D sequence of per-channel "
+                         f"numbers (the input's last axis), got {value!r}")
+    return float(arr) if arr.ndim == 0 else tuple(float(v) for v in arr)
+
+
 @dataclasses.dataclass(frozen=True)
 class ZBox(LayerRule):
     """z^B rule for inputs bounded in ``[low, high]`` (Montavon et al. 2017):
@@ -133,6 +149,19 @@ class ZBox(LayerRule):
 
     low: Bound = 0.0
     high: Bound = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "low", as_bound(self.low, "low"))
+        object.__setattr__(self, "high", as_bound(self.high, "high"))
+
+    def backward(self, view, inputs, output, cotangent, reference):
+        shape = inputs[0].shape
+        for name, bound in (("low", self.low), ("high", self.high)):
+            if isinstance(bound, tuple) and len(bound) not in (1, shape[-1]):
+                raise ValueError(f"ZBox {name} has {len(bound)} per-channel values, but the input of "
+                                 f"the layer it is applied to has shape {shape}: {shape[-1]} channels "
+                                 "on its last axis. Pass one value per channel, or a scalar.")
+        return super().backward(view, inputs, output, cotangent, reference)
 
     def groups(self):
         return (Group((Term("x", ID, ID), Term(self.low, POS, POS, -1.0),
