@@ -1,19 +1,20 @@
-"""Any model (issue #19): the gradient family, Guided Backprop and DeconvNet on the model zoo of
-``tests/model_zoo.py`` (ViT, BERT over embeddings with a padding mask, GPT with a causal mask, LSTM,
-GRU, ResNet bottlenecks with BatchNorm, ConvNeXt, MLP-Mixer; ViT and GRU also as NNX).
+"""Any model (issue #19): the gradient family, Guided Backprop and DeconvNet on the model zoo
+of ``tests/model_zoo.py`` (ViT, BERT over embeddings with a padding mask, GPT with a causal
+mask, LSTM, GRU, ResNet bottlenecks with BatchNorm, ConvNeXt, MLP-Mixer; ViT and GRU also NNX).
 
 For every model, in float64:
 
-* Gradient, Gradient × Input, Integrated Gradients and SmoothGrad equal the same formulas written
-  with ``jax.grad`` of the untouched function (1e-12);
+* Gradient equals ``jax.grad`` of the untouched function (1e-12); Gradient × Input, Integrated
+  Gradients and SmoothGrad equal their formulas written with ``jax.grad`` (on three models:
+  they run the same backward as Gradient);
 * Guided Backprop / DeconvNet equal ``jax.grad`` of the model whose ReLUs are replaced by
-  custom-VJP ReLUs with the modified backward (``model_zoo.guided_relu`` / ``model_zoo.deconv_relu``), so
-  they differ from the gradient exactly where ReLUs are; without ReLUs they are the gradient;
-* a batch equals its examples one by one, ``jax.vmap`` over a stack of batches equals a loop,
-  and jit equals eager (``jax.disable_jit``).
+  custom-VJP ReLUs with the modified backward (``model_zoo.guided_relu`` / ``deconv_relu``),
+  so they differ from the gradient exactly where ReLUs are; without ReLUs they are the gradient;
+* each example alone, under ``jax.vmap`` over the examples, equals the batch (batch == per
+  example, and vmap works); jit equals eager (``jax.disable_jit``) on two models.
 
-Each model's checks are traced into one compiled program (tiny XLA optimisation), so the file
-stays fast on a shared CPU.
+Each model's checks are traced into one compiled program (XLA optimisations off), so the file
+stays fast on a shared CPU. Float32: the gradient within 1e-6 (relative) of ``jax.grad``.
 """
 
 import jax

@@ -53,10 +53,19 @@ def is_relu(node: Node, tainted) -> bool:
     if len(t_ins) != 1 or len(node.outs) != 1:
         return False
     if node.prim == "custom_jvp_call":
-        return len(node.ins) == 1 and activation_name(node) == "relu"
+        return len(node.ins) == 1 and (activation_name(node) == "relu" or _inlined_relu(node))
     if node.prim == "max" and len(node.ins) == 2:
         return any(_is_zero(a) for a in node.ins)
     return False
+
+
+def _inlined_relu(node: Node) -> bool:
+    """A ``custom_jvp`` function whose body is ``max(x, 0)`` alone: ``jax.nn.relu`` traced under
+    ``jax.disable_jit`` (its inner ``jit`` is gone)."""
+    inner = node.params.get("call_jaxpr")
+    eqns = getattr(getattr(inner, "jaxpr", inner), "eqns", ())
+    return (len(eqns) == 1 and eqns[0].primitive.name == "max"
+            and any(_is_zero(Lit(a.val)) for a in eqns[0].invars if hasattr(a, "val")))
 
 
 def is_relu_segment(segment: Segment) -> bool:
