@@ -11,6 +11,9 @@ time over the same model's ``jax.grad`` (a ``jax.vjp`` seeded with the one-hot a
 jaxattr does), compiled with the options jaxattr compiles attributions with
 (:func:`jaxattr.xla.backward_options`), median and quartiles of the ratio within each
 interleaved round; ``cost_vs_plain_jax_grad`` is time over ``jax.grad`` with XLA's defaults.
+Method ``<name>`` is a call of ``ja.explain(fn, method)`` (its input checks included);
+``<name>@jit`` is the same attribution inside one ``jax.jit`` with the same options, like the
+baseline: the cost of the program alone, without the per-call Python work.
 A rule-based method that does not apply (an operation no rule covers) gets one line with
 ``"applies": false`` and the reason.
 
@@ -105,6 +108,9 @@ def _bench(entry, args):
                               "reason": why}), flush=True)
             continue
         fns[name] = (lambda f: lambda: f(params, x))(ja.explain(fn, METHODS[name]))
+        program = jax.jit(lambda p, x_, m=METHODS[name]: ja.attribute(fn, p, x_, method=m),
+                          compiler_options=ja.xla.backward_options())
+        fns[name + "@jit"] = (lambda f: lambda: f(params, x))(program)
     t = timed(fns, args.repeats)
     batch = x.shape[0]
     for what, seconds in t.median.items():

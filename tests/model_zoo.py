@@ -15,7 +15,8 @@ Models (Linen unless the name ends in ``_nnx``):
   padding mask (in the parameters: ``{"model": ..., "mask": (batch, tokens)}``), tanh pooler on
   the first token;
 * ``gpt``: pre-norm decoder with a causal mask, logits of the last token;
-* ``lstm``, ``gru`` (``nn.RNN``, a ``scan``), ``gru_nnx`` (``nnx.RNN``): last hidden state;
+* ``lstm``, ``gru`` (``nn.RNN``, a ``scan``), ``gru_nnx`` (``nnx.GRUCell`` in ``lax.scan``): last
+  hidden state;
 * ``resnet``: ResNet-50-style stem (conv, BatchNorm, ReLU, max pool) and two bottleneck blocks
   (1×1, 3×3, 1×1 convs with BatchNorm, projection shortcut, the second strided);
 * ``convnext``: patchify stem, LayerNorm, ConvNeXt block (depthwise conv, LayerNorm, GELU MLP,
@@ -232,13 +233,17 @@ class NNXViT(nnx.Module):
 
 
 class NNXGRU(nnx.Module):
+    """``nnx.GRUCell`` under ``jax.lax.scan`` (``nnx.RNN``'s ``nnx.scan`` refuses parameters
+    traced by an outer ``jit`` inside ``jax.grad``, so plain ``jax.grad`` baselines fail)."""
+
     def __init__(self, features, dtype, rngs):
-        self.rnn = nnx.RNN(nnx.GRUCell(features, DIM, param_dtype=dtype, rngs=rngs), rngs=False)
+        self.cell = nnx.GRUCell(features, DIM, param_dtype=dtype, rngs=rngs)
         self.head = nnx.Linear(DIM, CLASSES, param_dtype=dtype, rngs=rngs)
 
     def __call__(self, x):
         carry = jnp.zeros((x.shape[0], DIM), x.dtype)
-        return self.head(self.rnn(x, initial_carry=carry)[:, -1])
+        h, _ = jax.lax.scan(lambda c, xt: self.cell(c, xt), carry, x.swapaxes(0, 1))
+        return self.head(h)
 
 
 # ---------------------------------------------------------------------------------------------

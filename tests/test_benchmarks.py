@@ -61,7 +61,8 @@ def test_zoo_benchmark_runs():
     timed = [r for r in rows if "seconds" in r]
     assert {(r["model"], r["method"]) for r in timed} == {
         (m, w) for m in ("gru", "vit_mean_nnx")
-        for w in ("jax.grad", "jax.grad.defaults", "gradient", "guided_backprop")}
+        for w in ("jax.grad", "jax.grad.defaults", "gradient", "guided_backprop", "gradient@jit",
+                  "guided_backprop@jit")}
     assert all(r["ratio_to_jax_grad"] > 0 and r["images_per_s"] > 0 for r in timed)
     skipped = [r for r in rows if r.get("applies") is False]
     assert {r["model"] for r in skipped} == {"gru", "vit_mean_nnx"}  # LRP: scan, attention
