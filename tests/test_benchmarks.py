@@ -55,3 +55,16 @@ def test_training_benchmark_runs():
     rows = _run("training", ["--model", "small", "--epochs", "1", "--conv", "patches",
                              "--no-grid"])
     assert rows and all(r["examples_per_s"] > 0 for r in rows), rows
+
+
+def test_zoo_benchmark_runs():
+    rows = _run("zoo", ["--small", "--repeats", "1", "--models", "gru", "vit_mean_nnx",
+                        "--methods", "gradient", "guided_backprop", "lrp.epsilon_plus"])
+    timed = [r for r in rows if "seconds" in r]
+    assert {(r["model"], r["method"]) for r in timed} == {
+        (m, w) for m in ("gru", "vit_mean_nnx")
+        for w in ("jax.grad", "jax.grad.defaults", "gradient", "guided_backprop", "gradient@jit",
+                  "guided_backprop@jit")}
+    assert all(r["ratio_to_jax_grad"] > 0 and r["images_per_s"] > 0 for r in timed)
+    skipped = [r for r in rows if r.get("applies") is False]
+    assert {r["model"] for r in skipped} == {"gru", "vit_mean_nnx"}  # LRP: scan, attention
