@@ -37,6 +37,10 @@ __all__ = ["DistributedError", "Processes", "SINGLE", "initialize", "share", "wa
 
 T = TypeVar("T")
 
+#: Seconds this process spent joining the runtime, at barriers and waiting for the others' units
+#: (``benchmarks/distributed.py`` reads them).
+SECONDS = {"initialize": 0.0, "barriers": 0.0, "waiting": 0.0}
+
 #: Seconds a process waits for the coordinator (and process 0 for the others) by default.
 DEFAULT_TIMEOUT = 300
 #: Seconds of silence after which JAX's runtime declares a process dead (JAX's default).
@@ -69,8 +73,10 @@ class Processes:
         if self.count == 1:
             return
         client = jax._src.distributed.global_state.client  # the runtime's coordination client
+        start = time.perf_counter()
         try:
             client.wait_at_barrier(f"jaxattr-study-{name}", int(timeout * 1000))
+            SECONDS["barriers"] += time.perf_counter() - start
         except Exception as error:  # jax raises JaxRuntimeError (DEADLINE_EXCEEDED, ...)
             raise DistributedError(
                 f"{self.label}: not every process reached the {name!r} point within {timeout:.0f} s; one "
@@ -177,12 +183,14 @@ def initialize(coordinator: Optional[str] = None, num_processes: Optional[int] =
     elif coordinator is not None:
         log(f"jaxattr study: {label}: coordinator at {coordinator}, waiting up to {timeout:g} s for the "
             f"other {num_processes - 1} process(es) to join")
+    start = time.perf_counter()
     try:
         jax.distributed.initialize(coordinator, num_processes, process_id,
                                    initialization_timeout=max(1, int(timeout)),
                                    heartbeat_timeout_seconds=int(heartbeat_timeout))
     except (ValueError, RuntimeError, TypeError) as error:
         raise DistributedError(f"{label}: cannot start JAX's multi-process runtime: {error}") from None
+    SECONDS["initialize"] += time.perf_counter() - start
     return Processes(jax.process_index(), jax.process_count(), jax._src.distributed.global_state.coordinator_address)
 
 
@@ -192,7 +200,7 @@ def wait_for_units(done: Callable[[], int], total: int, processes: Processes, *,
 
     No timeout: the other processes may have hours of work left. A dead process is noticed by
     JAX's runtime, which ends this one (see the module's docstring)."""
-    waited, told = 0.0, False
+    waited, told, start = 0.0, False, time.perf_counter()
     while done() < total:
         if log is not None and not told and waited >= 5:
             log(f"jaxattr study: {processes.label}: my units are done; waiting for the other processes "
@@ -201,3 +209,4 @@ def wait_for_units(done: Callable[[], int], total: int, processes: Processes, *,
         time.sleep(poll)
         waited += poll
         poll = min(poll * 1.5, 10.0)
+    SECONDS["waiting"] += time.perf_counter() - start
