@@ -5,7 +5,7 @@ matches a segment gives its rule, and a segment no selector matches keeps its or
 Selectors are
 
 * a segment kind: ``"dense"``, ``"conv"``, ``"activation"``, ``"maxpool"``, ``"sum"``, ``"scale"``,
-  ``"bilinear"`` (a product of two x-dependent tensors);
+  ``"bilinear"`` (a product of two x-dependent tensors), ``"normalise"`` (LayerNorm, RMSNorm);
 * ``"linear"`` (dense or conv), ``"first"`` / ``"last"`` (the linear layer nearest the input /
   the output), ``"name:<regex>"`` (module path, e.g. ``"name:Conv_0"``; NNX models have no paths);
 * a tuple of selectors (all must match), or any callable ``segment -> bool``.
@@ -30,7 +30,7 @@ from .engine.segment import KINDS, Segment
 from .rules.activation import Deconv, Guided
 from .rules.base import Norm, Pass, Rule
 from .rules.lrp import AlphaBeta, Epsilon, Flat, Gamma, ZBox, ZPlus, as_bound
-from .rules.product import Uniform
+from .rules.product import HoldScale, Uniform
 
 Selector = Union[str, tuple, Callable[[Segment], bool]]
 
@@ -85,9 +85,10 @@ class Composite:
 
 
 #: Zennit's ``layer_map_base``: what every LRP composite does outside dense/conv layers; and
-#: on products of two x-dependent tensors (gates, GLUs) AttnLRP's uniform rule (½ to each).
+#: on products of two x-dependent tensors (gates, GLUs) AttnLRP's uniform rule (½ to each), on
+#: normalisations (LayerNorm, RMSNorm) the scale held constant (AttnLRP, CP-LRP).
 LRP_BASE = Composite((("activation", Pass()), ("sum", Norm()), ("scale", Pass()),
-                      ("bilinear", Uniform())))
+                      ("bilinear", Uniform()), ("normalise", HoldScale())))
 
 
 def lrp(rule: Rule) -> Composite:

@@ -82,12 +82,13 @@ def _require_product_rules(segments, assignment) -> None:
     """A product of two x-dependent tensors must have a rule: its gradient, fed relevance or
     multipliers, returns ``R·x₂`` (not relevance; and no summation to delta)."""
     for seg in segments:
-        if seg.kind == "bilinear" and seg not in assignment:
+        if seg.kind in ("bilinear", "normalise") and seg not in assignment:
             where = f"at module path '{seg.name}'" if seg.name else "(no module path)"
             raise UnsupportedPrimitiveError(
-                f"the product of two x-dependent tensors {where} has no rule in this composite. "
-                "Map the segment kind 'bilinear' to a rule (ja.rules.Uniform() for LRP, as the LRP "
-                "presets do; ja.DeepLIFT uses ja.rules.DeepLIFTProduct()). "
+                f"the product of two x-dependent tensors ({seg.kind}) {where} has no rule in this "
+                f"composite. Map the segment kind '{seg.kind}' to a rule (for LRP, as the presets "
+                "do: ja.rules.Uniform() on 'bilinear', ja.rules.HoldScale() on 'normalise'; "
+                "ja.DeepLIFT uses ja.rules.DeepLIFTProduct() on both). "
                 f"{works_on_any_model()}")
 
 
@@ -532,11 +533,11 @@ class DeepLIFT(Method):
 
     def composite(self):
         maxpool = ("maxpool", DeepLIFTMax(self.maxpool))
-        product = ("bilinear", DeepLIFTProduct())
+        products = (("bilinear", DeepLIFTProduct()), ("normalise", DeepLIFTProduct()))
         if self.rule == "reveal_cancel":
             return Composite((("linear", RevealCancelLinear()), ("activation", RevealCancel()),
-                              maxpool, product))
-        return Composite((("activation", Rescale()), maxpool, product))
+                              maxpool) + products)
+        return Composite((("activation", Rescale()), maxpool) + products)
 
     def references(self, x) -> Array:
         """The reference(s) for ``x``: x's shape, or ``(K,) + x.shape`` with ``average_references``.

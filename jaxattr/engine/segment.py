@@ -20,6 +20,9 @@ kind          what it matches                                                   
 ``scale``     a lone elementwise affine op with a constant operand                   gradient
 ``bilinear``  ``mul`` of two different x-dependent tensors (gates, GLU) that no        none: a
               activation region covers (``x·sigmoid(x)`` stays an activation)       rule is needed
+``normalise`` such a ``mul`` whose second factor is computed from the first through    none: a
+              a reduction, ``x ⊙ rsqrt(mean(x²) + ε)`` (LayerNorm, RMSNorm);         rule is needed
+              inputs ``(signal, scale)``
 plumbing      reshape, transpose, broadcast, slicing, concatenation, padding, …      gradient
 ============  =====================================================================  ===========
 
@@ -38,7 +41,7 @@ import jax.numpy as jnp
 from .trace import Graph, Lit, Node, is_var
 
 LINEAR_KINDS = ("dense", "conv")
-KINDS = LINEAR_KINDS + ("activation", "maxpool", "sum", "scale", "bilinear")
+KINDS = LINEAR_KINDS + ("activation", "maxpool", "sum", "scale", "bilinear", "normalise")
 
 PLUMBING = frozenset({
     "reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims", "slice", "dynamic_slice",
@@ -204,8 +207,10 @@ def segment(graph: Graph) -> list:
             seg = Segment("sum", [node], tuple(uniq))
         elif prim in MAXES or (prim in ("max", "min") and len(uniq) > 1):
             seg = Segment("maxpool", [node], tuple(uniq))
-        elif prim == "mul" and len(uniq) == 2 and _elementwise_shape(node, graph):
-            seg = Segment("bilinear", [node], tuple(uniq))
+        elif prim == "mul" and len(uniq) == 2 and _broadcast_shape(node, graph):
+            scaled = _normalised(uniq, producer, graph)
+            seg = (Segment("normalise", [node], scaled) if scaled
+                   else Segment("bilinear", [node], tuple(uniq)))
         elif prim in ELEMENTWISE and _elementwise_shape(node, graph):
             if len(uniq) > 1:
                 raise UnsupportedPrimitiveError(
@@ -235,6 +240,34 @@ def segment(graph: Graph) -> list:
     _finish(segments, graph, users)
     _refuse_output_normalisation(segments, graph)
     return segments
+
+
+_REDUCTIONS = SUMS | MAXES | {"reduce_prod", "argmax", "argmin"}
+
+
+def _normalised(pair, producer: dict, graph: Graph, limit: int = 64) -> Optional[tuple]:
+    """``(signal, scale)`` if one factor of a product is computed through a reduction from the
+    other or from what the other centres (``x ⊙ rsqrt(mean(x²) + ε)``, RMSNorm;
+    ``(x − μ) ⊙ rsqrt(var(x) + ε)``, LayerNorm), else ``None``."""
+    tainted_ins = lambda node: [a for a in node.ins if is_var(a) and a in graph.tainted]
+    for signal, scale in (pair, pair[::-1]):
+        targets = {signal}
+        centring = producer.get(signal)
+        if centring is not None and centring.prim in ("sub", "add"):
+            targets.update(tainted_ins(centring))
+        todo, seen = [(scale, False)], set()
+        while todo and len(seen) < limit:
+            v, reduced = todo.pop()
+            node = producer.get(v)
+            if (v, reduced) in seen or node is None:
+                continue
+            seen.add((v, reduced))
+            reduced = reduced or node.prim in _REDUCTIONS
+            for a in tainted_ins(node):
+                if reduced and a in targets:
+                    return (signal, scale)
+                todo.append((a, reduced))
+    return None
 
 
 def _relayout_only(nodes) -> bool:
@@ -315,6 +348,14 @@ def _elementwise_shape(node: Node, graph: Graph) -> bool:
     return len(shapes) == 1 and ins <= shapes
 
 
+def _broadcast_shape(node: Node, graph: Graph) -> bool:
+    """Elementwise with implicit broadcasting: every input of the output's rank, each axis of
+    the output's size or 1 (``lax.mul`` of ``(B, D)`` and ``(B, 1)``)."""
+    out = graph.avals[node.outs[0]].shape
+    ins = [graph.avals[a].shape for a in node.ins if is_var(a)]
+    return all(len(s) == len(out) and all(d in (1, o) for d, o in zip(s, out)) for s in ins)
+
+
 def _affine_operand_ok(node: Node, t: int) -> bool:
     """Affine in ``t``: ``t`` is exactly one operand (so ``t * t`` is not), and on top of a ``div``."""
     positions = [i for i, a in enumerate(node.ins) if is_var(a) and a == t]
@@ -324,17 +365,36 @@ def _affine_operand_ok(node: Node, t: int) -> bool:
 def _finish(segments, graph: Graph, users) -> None:
     """Fix each segment's single output and its position among layers."""
     out_set = {a for a in graph.outvars if is_var(a)}
+    split_off = []
+
+    def outside(seg):
+        produced = [o for n in seg.nodes for o in n.outs]
+        inside = {id(n) for n in seg.nodes}
+        return list(dict.fromkeys(o for o in produced if o in out_set
+                                  or any(id(u) not in inside for u in users.get(o, ()))))
+
     for seg in segments:
         if seg.kind in LINEAR_KINDS:  # plumbing that no affine op followed is plumbing again
             while seg.nodes[-1].prim in RELAYOUT and seg.nodes[-1] is not seg.core:
                 seg.nodes.pop()
             seg.output = seg.nodes[-1].outs[0]
-        produced = [o for n in seg.nodes for o in n.outs]
-        inside = {id(n) for n in seg.nodes}
-        used_outside = [o for o in produced
-                        if o in out_set or any(id(u) not in inside for u in users.get(o, ()))]
         if seg.kind == "activation":
-            used_outside = list(dict.fromkeys(used_outside))
+            used_outside = outside(seg)
+            # an affine op the region grew that feeds something else (RMSNorm's ``x − 0`` beside
+            # its ``x²``) is a lone scaling, so that the activation keeps one output
+            while len(used_outside) > 1:
+                members = {id(m) for m in seg.nodes}
+                tail = next((n for n in reversed(seg.nodes) if n.prim in AFFINE_CONST
+                             and n.outs[0] in used_outside and len(seg.nodes) > 1
+                             and not any(id(u) in members for u in users.get(n.outs[0], ()))
+                             and len({a for a in n.ins if is_var(a) and a in graph.tainted}) == 1),
+                            None)
+                if tail is None:
+                    break
+                seg.nodes.remove(tail)
+                t_in = next(a for a in tail.ins if is_var(a) and a in graph.tainted)
+                split_off.append(Segment("scale", [tail], (t_in,), tail.outs[0], tail.name))
+                used_outside = outside(seg)
             if len(used_outside) != 1:
                 raise UnsupportedPrimitiveError(
                     f"the elementwise region {seg.describe()} has {len(used_outside)} outputs used "
@@ -342,6 +402,7 @@ def _finish(segments, graph: Graph, users) -> None:
                     "once and reuse its result.")
             seg.output = used_outside[0]
             seg.nodes = _needed(seg.nodes, seg.output)
+    segments.extend(split_off)
     linear = [s for s in segments if s.kind in LINEAR_KINDS]
     for i, seg in enumerate(linear):
         seg.index = i

@@ -17,6 +17,11 @@ transformers", ICML): the *uniform* rule splits the relevance of a
 product of two inputs equally, ``R_{x₁} = R_{x₂} = ½ R_y`` (:class:`Uniform`). It conserves, and
 is what the LRP presets (:data:`jaxattr.composites.LRP_BASE`) put on every product.
 
+**Normalisation** (the engine's ``normalise`` segments, ``y = s ⊙ g(s)`` with ``g`` through a
+reduction: LayerNorm's ``(x − μ) ⊙ rsqrt(σ² + ε)``, RMSNorm): LRP holds the normalising scale
+constant, ``R_s = R_y``, ``R_{g} = 0`` (:class:`HoldScale`; the rule of AttnLRP and CP-LRP for
+LayerNorm, Ali et al. 2022, Achtibat et al. 2024); DeepLIFT keeps its exact product rule.
+
 A rule-based method whose composite gives a product no rule raises an error instead of taking
 the product's gradient (which, fed relevance, returns ``R·x₂``: not relevance).
 """
@@ -25,7 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from .base import Rule
+import jax
+
+from .base import Rule, unbroadcast
 from .deeplift import _require_reference, reference_value
 
 
@@ -38,7 +45,7 @@ class Uniform(Rule):
 
     def backward(self, view, inputs, output, cotangent, reference):
         half = 0.5 * cotangent
-        return (half, half)
+        return tuple(unbroadcast(half, x.shape) for x in inputs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,9 +64,24 @@ class DeepLIFTProduct(Rule):
         True
     """
 
-    kinds = ("bilinear",)
+    kinds = ("bilinear", "normalise")
 
     def backward(self, view, inputs, output, cotangent, reference):
         _require_reference(reference, self)
         (x1, x2), (r1, r2) = inputs, tuple(reference_value(r) for r in reference)
-        return (cotangent * 0.5 * (x2 + r2), cotangent * 0.5 * (x1 + r1))
+        return (unbroadcast(cotangent * 0.5 * (x2 + r2), x1.shape),
+                unbroadcast(cotangent * 0.5 * (x1 + r1), x2.shape))
+
+
+@dataclasses.dataclass(frozen=True)
+class HoldScale(Rule):
+    """LRP through a normalisation ``y = s ⊙ g(s)`` (LayerNorm, RMSNorm): the scale ``g(s)`` is
+    held constant, so all relevance goes to the signal, ``R_s = R_y`` and none through ``g``
+    (Ali et al. 2022, "XAI for transformers: better explanations through conservative
+    propagation"; Achtibat et al. 2024's identity rule on the normalising scale)."""
+
+    kinds = ("normalise",)
+
+    def backward(self, view, inputs, output, cotangent, reference):
+        signal, scale = inputs
+        return (unbroadcast(cotangent, signal.shape), jax.numpy.zeros_like(scale))

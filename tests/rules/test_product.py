@@ -156,3 +156,45 @@ def test_x_times_its_own_sigmoid_stays_an_activation():
 
     rows = ja.engine.audit(f, jnp.ones((3, 2)), jnp.ones((1, 3)), ja.DeepLIFT())
     assert "bilinear" not in {r.kind for r in rows}
+
+
+class _Normed(nn.Module):
+    norm: str = "layer"
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(6)(x)
+        h = nn.LayerNorm()(h) if self.norm == "layer" else nn.RMSNorm()(h)
+        return nn.Dense(3, use_bias=False)(jax.nn.relu(h))
+
+
+@pytest.mark.parametrize("norm", ["layer", "rms"])
+def test_layer_and_rms_norm_are_normalisations(norm):
+    """Flax's LayerNorm ``(x − μ)·rsqrt(σ² + ε)`` and RMSNorm ``x·rsqrt(mean(x²) + ε)`` are
+    ``normalise`` segments: LRP holds the scale constant (nothing flows through σ), DeepLIFT's
+    product rule keeps summation to delta."""
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(0), (4, 5), jnp.float64)
+        model = _Normed(norm)
+        params = model.init(jax.random.key(1), x)
+        rows = ja.engine.audit(model.apply, params, x, ja.LRP())
+        normalise = [r for r in rows if r.kind == "normalise"]
+        assert len(normalise) == 1 and normalise[0].rule == "HoldScale()"
+        assert "bilinear" not in {r.kind for r in rows}
+        ref = 0.3 * jnp.ones_like(x)
+        c = ja.attribute(model.apply, params, x, jnp.zeros(4, int), ja.DeepLIFT(reference=ref))
+        delta = model.apply(params, x)[:, 0] - model.apply(params, ref)[:, 0]
+        np.testing.assert_allclose(c.sum(1), delta, rtol=1e-10, atol=1e-12)
+
+
+def test_hold_scale_sends_no_relevance_through_the_scale():
+    """``y = x ⊙ rsqrt(mean(x²))`` then a linear read-out: with the scale held constant, LRP-0's
+    relevance of x is exactly ``x ⊙ s ⊙ w`` (the scale a constant), summing to the logit."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(5)
+        w = jnp.asarray(rng.normal(size=(4, 2)))
+        x = jnp.asarray(rng.normal(size=(3, 4)))
+        f = lambda p, x: (x * jax.lax.rsqrt(jnp.mean(x * x, -1, keepdims=True))) @ p
+        s = jax.lax.rsqrt(jnp.mean(x * x, -1, keepdims=True))
+        got = ja.attribute(f, w, x, jnp.zeros(3, int), ja.LRP(ja.rules.Epsilon(0.0)))
+        np.testing.assert_allclose(got, x * s * w[:, 0], **TOL)
