@@ -66,7 +66,16 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     parser.add_argument("--overhead-repeats", type=int, default=30)
+    parser.add_argument("--precision", default=None, choices=("float32", "fast", "bfloat16"),
+                        help="jaxattr.precision setting (default: float32, or the active "
+                             "jax.default_matmul_precision)")
     args = parser.parse_args(argv)
+    with ja.precision.context(args.precision):
+        _run(args)
+
+
+def _run(args) -> None:
+    """The benchmark, under ``args.precision`` (jax keys its compiled programs on it)."""
 
     model = PaperCNN()
     x = jax.random.uniform(jax.random.key(0), (args.batch, args.size, args.size, 3))
@@ -79,7 +88,8 @@ def main(argv=None):
     fns = {"forward": lambda: forward(params, x), "jax.grad": lambda: plain_grad(params, x),
            "jax.grad+options": lambda: tuned_grad(params, x)}
     for name in args.methods:
-        fns[name] = (lambda fn: lambda: fn(params, x))(ja.explain(model.apply, METHODS[name]))
+        fns[name] = (lambda fn: lambda: fn(params, x))(
+            ja.explain(model.apply, METHODS[name], precision=args.precision))
     t = timed(fns, args.repeats)
     first, median, cpu = t.first, t.median, t.cpu
     flops = {"forward": _flops(model.apply, params, x), "jax.grad": _flops(grad_fn, params, x)}
@@ -90,7 +100,8 @@ def main(argv=None):
     for what, seconds in median.items():
         cost, *cost_iqr = t.ratio(what, "jax.grad+options")
         print(json.dumps({
-            "tool": "jaxattr", "what": what, "batch": args.batch, "seconds": round(seconds, 5),
+            "tool": "jaxattr", "what": what, "batch": args.batch,
+            "precision": args.precision or "float32", "device": jax.devices()[0].device_kind, "seconds": round(seconds, 5),
             "images_per_s": round(args.batch / seconds, 1),
             "compile_seconds": round(first[what] - seconds, 3), "cpu_seconds": round(cpu[what], 5),
             "ratio_to_forward": round(t.ratio("forward", what)[0], 3),

@@ -159,3 +159,16 @@ def test_cpu_fast_paths_are_off_on_other_backends(monkeypatch):
     for node in on_cpu.nodes:
         avals = [on_cpu.avals.get(a) if isinstance(a, int) else None for a in node.ins]
         assert fast.fast_impl(node, avals, backend="cuda") is None
+
+
+def test_study_precision_option():
+    from jaxattr.cli import build_parser
+    from jaxattr.study.runner import _study_precision, study_config
+
+    assert "precision" not in study_config().training  # old study folders resume unchanged
+    assert _study_precision(study_config()) == "float32"
+    assert _study_precision(study_config(precision="bfloat16")) == "bfloat16"
+    with pytest.raises(ValueError, match="'float32', 'fast', 'bfloat16'"):
+        study_config(precision="half")
+    args = build_parser().parse_args(["study", "--out", "x", "--precision", "fast"])
+    assert args.precision == "fast"

@@ -27,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import composites, rules
+from .. import precision as _precision
 from .. import methods as M
 from ..api import explain
 from ..data import load_dataset
@@ -74,7 +75,7 @@ EVAL_CHUNK = 2048
 DEFAULTS = dict(dataset="digits", folds=10, decays=PAPER_DECAYS, groups=GROUPS, methods=PAPER_METHODS,
                 epochs=100, patience=10, batch_size=64, learning_rate=1e-3, width="paper",
                 val_fraction=0.1, eval_size=None, region=1, steps=10, perturbation="uniform",
-                score="probability", seed=0)
+                score="probability", seed=0, precision="float32")
 #: ``--quick``: a few minutes on a 2-core CPU.
 QUICK = dict(folds=2, decays=(0.0, 1e-2), groups=("D", "A"), methods=("gradient", "lrp"), epochs=12,
              patience=4, width="small", eval_size=64)
@@ -110,6 +111,9 @@ def study_config(**options: Any) -> StudyConfig:
         raise ValueError(f"eval_size must be None (all test images) or an integer >= 1, got {eval_size!r}")
     training = {k: o[k] for k in ("epochs", "patience", "batch_size", "learning_rate", "width",
                                   "val_fraction")}
+    # recorded only when not the default, so studies written before the option resume as they are
+    if _precision.check(o["precision"], "precision") not in (None, "float32"):
+        training["precision"] = o["precision"]
     perturbation = {k: o[k] for k in ("eval_size", "region", "steps", "perturbation", "score")}
     perturbation["fractions"] = list(DROP_FRACTIONS)
     return StudyConfig(dataset=o["dataset"], folds=int(o["folds"]), decays=tuple(o["decays"]),
@@ -148,6 +152,12 @@ def _fast_model(model: PaperCNN, image_shape: Sequence[int]) -> PaperCNN:
     if jax.default_backend() == "cpu" and max(image_shape[:2]) <= PATCHES_MAX_SIDE:
         return model.clone(conv_general_dilated=patches_conv)
     return model
+
+
+def _study_precision(config: StudyConfig) -> str:
+    """The study's precision (:mod:`jaxattr.precision`) for training, explanations and the
+    perturbation forwards."""
+    return config.training.get("precision", "float32")
 
 
 def _grid_config(unit: Unit) -> Config:
@@ -194,7 +204,7 @@ def _train_fold(store: ResultsStore, model, units: Sequence[Unit], data, fold: i
             model, [_grid_config(u) for u in batch], x_train, y_train, x_val, y_val,
             epochs=t["epochs"], batch_size=t["batch_size"], learning_rate=t["learning_rate"],
             patience=t["patience"], seed=store.config.seed * 1000 + fold, strategy=grid_strategy(),
-            progress=progress)
+            progress=progress, precision=_study_precision(store.config))
         for i, unit in enumerate(batch):
             if not checkpoint_exists(store.checkpoint_dir(unit)):
                 pick = lambda a: np.asarray(a)[i]
@@ -228,15 +238,18 @@ def _evaluate_unit(store: ResultsStore, model, unit: Unit, methods: Sequence[str
     forward = (fast_model or model).apply
     p = store.config.perturbation
     x = jnp.asarray(x_test)
-    logits = jax.jit(forward)(variables, x)
+    precision = _study_precision(store.config)
+    with _precision.context(precision):
+        logits = jax.jit(forward)(variables, x)
     accuracy = float((jnp.argmax(logits, -1) == jnp.asarray(y_test)).mean())
     target = jnp.asarray(y_test, jnp.int32)  # explain the true class, as the paper's confidence
-    explanations = {m: _in_batches(explain(apply_fn, METHODS[m])) for m in methods if m != RANDOM_METHOD}
+    explanations = {m: _in_batches(explain(apply_fn, METHODS[m], precision))
+                    for m in methods if m != RANDOM_METHOD}
     table, curves = evaluate(
         forward, variables, x, target, explanations, region=p["region"], steps=p["steps"],
         fractions=tuple(p["fractions"]), perturbation=p["perturbation"], score=p["score"],
         key=_unit_key(store.config, unit), random_baseline=RANDOM_METHOD in methods,
-        chunk_size=EVAL_CHUNK, return_curves=True, progress=False)
+        chunk_size=EVAL_CHUNK, return_curves=True, progress=False, precision=precision)
     rows = table.drop(columns=["index", "target"]).groupby("method", sort=False).mean().reset_index()
     rows["accuracy"] = accuracy
     store.write_arrays("curves", unit, {m: np.asarray(c).mean(0) for m, c in curves.items()})
@@ -248,10 +261,12 @@ def _evaluate_unit(store: ResultsStore, model, unit: Unit, methods: Sequence[str
 
 
 def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, progress: bool = True,
-              data: Optional[tuple] = None) -> StudyResult:
+              data: Optional[tuple] = None, only_folds: Optional[Sequence[int]] = None) -> StudyResult:
     """Run (or resume) the study ``config`` in folder ``out``; write results.csv and report.md.
 
     ``data``: ``(x, y)`` instead of loading ``config.dataset`` (tests, custom data).
+    ``only_folds``: run only these folds now (a benchmark's first fold, a study split over
+    sessions); the others stay pending and a later run resumes them.
     """
     start = time.perf_counter()
     store = ResultsStore(out, config, overwrite=overwrite)
@@ -262,6 +277,9 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, 
     model = _model(config, int(y.max()) + 1)
     fast_model = _fast_model(model, x.shape[1:])
     pending = store.pending()
+    skipped = len(config.units()) - len(pending)
+    if only_folds is not None:
+        pending = [(unit, missing) for unit, missing in pending if unit.fold in set(only_folds)]
     by_fold = defaultdict(list)
     for unit, missing in pending:
         by_fold[unit.fold].append((unit, missing))
@@ -286,7 +304,7 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, 
     models_bar.close()
     results_csv = store.write_results_csv()
     report = make_report(store)
-    return StudyResult(Path(out), results_csv, report, evaluated, len(config.units()) - len(pending),
+    return StudyResult(Path(out), results_csv, report, evaluated, skipped,
                        trained, time.perf_counter() - start)
 
 
