@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=None, help=f"random seed (default: {d['seed']})")
     s.add_argument("--precision", default=None, choices=("float32", "fast", "bfloat16"),
                    help="arithmetic of training, explanations and perturbation forwards: float32 "
-                        "(exact, XLA 'highest'), fast (the backend's default: TF32 on recent NVIDIA "
+                        "(exact, XLA 'highest'), fast (what the backend does unasked: TF32 on recent NVIDIA "
                         "GPUs) or bfloat16 (bfloat16 training with float32 master weights) "
                         f"(default: {d['precision']})")
     s.add_argument("--quick", action="store_true",
