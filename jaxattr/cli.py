@@ -19,7 +19,9 @@ EPILOG = """examples:
   jaxattr study --quick --out runs/quick          # a few minutes on a 2-core CPU
   jaxattr study --out runs/digits                 # the paper's protocol on scikit-learn digits
   jaxattr study --dataset cifar10 --out runs/c10  # the paper's data (pip install 'jaxattr[cifar]')
-  jaxattr report runs/digits                      # rewrite report.md and figures/"""
+  jaxattr report runs/digits                      # rewrite report.md and figures/
+  jaxattr study --quick --out /shared/q --coordinator host0:12355 --num-processes 2 --process-id 0
+                                                  # one of 2 processes (README: many GPUs or hosts)"""
 
 #: Exit status after Ctrl-C (128 + SIGINT, as shells report it).
 INTERRUPTED = 130
@@ -104,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder (resumed if it exists)")
     s.add_argument("--overwrite", action="store_true", help="delete an existing study in --out first")
     s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    m = s.add_argument_group(
+        "many processes (jax.distributed)",
+        "Start the same command once per process; the processes share nothing but --out (on a shared "
+        "file system). Without these options JAX's detection applies (SLURM, Open MPI, Cloud TPU, "
+        "JAX_COORDINATOR_ADDRESS); elsewhere the study runs in one process.")
+    m.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="address of process 0, where JAX's coordination service listens")
+    m.add_argument("--num-processes", type=_positive_int, default=None, metavar="N",
+                   help="how many processes run the study (1: one process, no detection)")
+    m.add_argument("--process-id", type=int, default=None, metavar="I", help="this process, 0 .. N-1")
+    m.add_argument("--coordinator-timeout", type=float, default=None, metavar="SECONDS",
+                   help="how long to wait for the coordinator and the other processes (default: 300)")
+    m.add_argument("--heartbeat-timeout", type=_positive_int, default=None, metavar="SECONDS",
+                   help="silence after which JAX's runtime declares a process dead and stops the others "
+                        "(default: 100)")
     r = sub.add_parser("report", help="rewrite report.md and figures/ of a study folder",
                        description="Rewrite report.md and figures/ of a study folder from its finished units.")
     r.add_argument("out", help="study folder")
@@ -115,6 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     from .data import DatasetUnavailableError
     from .study.runner import QUICK, make_report, run_study, study_config
+    from .study.distributed import DistributedError
     from .study.store import ResultsStore, StudyStoreError
 
     try:
@@ -129,10 +147,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if value is not None:
                 options[name] = value
         config = study_config(**options)
-        result = run_study(config, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+        processes = _processes(args)
+        result = run_study(config, args.out, overwrite=args.overwrite, progress=not args.no_progress,
+                           processes=processes)
     # A missing package or data set is the user's to fix: say what to run, without a traceback.
     except (ValueError, TypeError, StudyStoreError, FileNotFoundError, ImportError,
-            DatasetUnavailableError) as err:
+            DatasetUnavailableError, DistributedError) as err:
         print(f"jaxattr {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -140,8 +160,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   if args.command == "study" else "the report may be incomplete; run it again")
         print(f"\njaxattr {args.command}: interrupted: {resume}.", file=sys.stderr)
         return INTERRUPTED
-    print(result.summary())
+    print(result.summary() if processes.count == 1 else f"{processes.label}: {result.summary()}")
     return 0
+
+
+def _processes(args: argparse.Namespace):
+    """Join ``jax.distributed`` as the options (or JAX's detection) say; one process otherwise."""
+    from .study import distributed
+
+    timeout = distributed.DEFAULT_TIMEOUT if args.coordinator_timeout is None else args.coordinator_timeout
+    heartbeat = args.heartbeat_timeout or distributed.DEFAULT_HEARTBEAT_TIMEOUT
+    return distributed.initialize(args.coordinator, args.num_processes, args.process_id, timeout=timeout,
+                                  heartbeat_timeout=heartbeat)
 
 
 if __name__ == "__main__":

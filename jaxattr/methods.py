@@ -20,7 +20,8 @@ import numpy as np
 from . import composites as C
 from .composites import Composite
 from .engine.rewrite import environment, run
-from .engine.segment import segment
+from .engine.lenient import lenient_segments
+from .engine.segment import UnsupportedPrimitiveError, segment
 from .engine.trace import trace
 from .rules.activation import Rescale
 from .rules.deeplift import (MAXPOOL_MODES, DeepLIFTMax, PairedRef, RevealCancel, RevealCancelLinear,
@@ -38,7 +39,7 @@ DEFAULTS = Composite((("maxpool", WinnerTakeAll()),))
 
 def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
              composite: Composite, seed: str = "one", reference: Optional[Array] = None,
-             reference_env: Optional[Callable] = None):
+             reference_env: Optional[Callable] = None, strict: bool = True):
     """One rule-rewritten backward pass.
 
     Returns ``(cotangent at x, logits, target)``; ``target=None`` takes the argmax of the logits.
@@ -46,9 +47,14 @@ def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
     ``reference``: evaluate the reference alongside and hand it to the rules (DeepLIFT);
     ``reference_env(graph, segments, param_leaves) -> {var: value}`` builds that environment
     another way (a reference shared by the batch, RevealCancel's Δ⁺/Δ⁻ ratios).
+    ``strict``: segment every x-dependent operation (rule-based methods; raises
+    :class:`UnsupportedPrimitiveError` on one no rule covers), or, when ``False``, cut out only
+    ReLUs and max pools (:func:`~jaxattr.engine.lenient.lenient_segments`) and pass the true
+    derivative everywhere else (the gradient family, Guided Backprop, DeconvNet): any
+    differentiable function runs.
     """
     graph = trace(apply_fn, params, x)
-    segments = segment(graph)
+    segments = _segments(graph, strict)
     assignment = (composite + DEFAULTS).assign(segments)
     p_leaves = jax.tree_util.tree_leaves(params)
     ref_env = None
@@ -70,15 +76,49 @@ def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
     return grad, logits, target
 
 
+def _segments(graph, strict: bool) -> list:
+    """The segments rules attach to (see :func:`backward`); a strict segmentation's
+    :class:`UnsupportedPrimitiveError` also names the methods that work on any model."""
+    if not strict:
+        return lenient_segments(graph)
+    try:
+        return segment(graph)
+    except UnsupportedPrimitiveError as err:
+        raise UnsupportedPrimitiveError(f"{err} {works_on_any_model()}") from None
+
+
+def works_on_any_model() -> str:
+    """A sentence naming the methods that need no segment rules (``strict = False``)."""
+    names = [f"ja.{cls.__name__}()" for cls in _all_methods() if not cls.strict]
+    return ("These methods need no rule there and work on this model (any differentiable "
+            f"function): {', '.join(names)}.")
+
+
+def _all_methods() -> list:
+    seen, todo = [], [Method]
+    while todo:
+        cls = todo.pop(0)
+        if cls not in seen:
+            seen.append(cls)
+            todo.extend(cls.__subclasses__())
+    return [c for c in seen if c.__module__ == __name__ and c is not Method]
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Method:
-    """Base class. Subclasses set :attr:`seed`, :meth:`composite` and/or override :meth:`compute`."""
+    """Base class. Subclasses set :attr:`seed`, :meth:`composite` and/or override :meth:`compute`.
+
+    :attr:`strict` says how the model is segmented (see :func:`backward`): ``True`` (the
+    default, rule-based methods) classifies every x-dependent operation and refuses one no
+    rule covers; ``False`` (the gradient family, Guided Backprop, DeconvNet) runs on any
+    differentiable function and changes at most the derivative of ReLUs."""
 
     seed: ClassVar[str] = "one"
     needs_key: ClassVar[bool] = False
     #: fields whose array values ``ja.explain`` passes to the program as traced arguments (and
     #: accepts as keyword arguments at call time), so that a new array does not recompile
     data_fields: ClassVar[tuple] = ()
+    strict: ClassVar[bool] = True
 
     def _key(self):
         static = lambda v: ("array", id(v)) if isinstance(v, (np.ndarray, jax.Array)) else v
@@ -94,17 +134,23 @@ class Method:
         return Composite()
 
     def compute(self, apply_fn, params, x, target, key):
-        return backward(apply_fn, params, x, target, self.composite(), self.seed)[0]
+        return backward(apply_fn, params, x, target, self.composite(), self.seed,
+                        strict=self.strict)[0]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Gradient(Method):
-    """Vanilla gradient ∂f_t/∂x (Simonyan et al. 2014), signed (Captum's Saliency takes ``abs``)."""
+    """Vanilla gradient ∂f_t/∂x (Simonyan et al. 2014), signed (Captum's Saliency takes ``abs``).
+    Equals ``jax.grad`` of the target logit on any differentiable ``apply_fn``."""
+
+    strict: ClassVar[bool] = False
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class GradientXInput(Method):
     """Gradient × input, ``x ⊙ ∂f_t/∂x`` (Shrikumar et al. 2016); equals LRP-0 on ReLU nets."""
+
+    strict: ClassVar[bool] = False
 
     def compute(self, apply_fn, params, x, target, key):
         return x * super().compute(apply_fn, params, x, target, key)
@@ -120,8 +166,10 @@ def _check_seed(method, seed):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class DeconvNet(Method):
-    """DeconvNet (Zeiler & Fergus 2014): the ReLU acts on the backward signal, ``relu(g)``,
-    whatever the forward input's sign; dense/conv layers and max pools pass their gradient.
+    """DeconvNet (Zeiler & Fergus 2014): through every ReLU the backward signal is ``relu(g)``,
+    whatever the forward input's sign; every other operation (dense/conv layers, max pools, and
+    anything else: attention, normalisation, control flow) passes its true derivative, so it runs
+    on any differentiable model (on a network without ReLUs it is the gradient).
 
     ``seed``: the output cotangent. ``"one"`` (default, like the gradient and Captum): one-hot on
     the target. ``"logit"``: one-hot times the target logit ``f_t(x)``, iNNvestigate's convention
@@ -129,6 +177,7 @@ class DeconvNet(Method):
     map by ``f_t(x)``; for ``f_t(x) < 0`` the ReLUs see the negated signal and the map differs."""
 
     seed: str = "one"
+    strict: ClassVar[bool] = False
 
     def __post_init__(self):
         _check_seed(self, self.seed)
@@ -139,14 +188,16 @@ class DeconvNet(Method):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class GuidedBackprop(Method):
-    """Guided backpropagation (Springenberg et al. 2015): through a ReLU the signal is
-    ``relu(g) ⊙ 1{x > 0}`` (the forward mask and a positive signal).
+    """Guided backpropagation (Springenberg et al. 2015): through every ReLU the backward signal
+    is ``relu(g) ⊙ 1{x > 0}`` (the forward mask and a positive signal); every other operation
+    passes its true derivative, so it runs on any differentiable model.
 
     ``seed``: ``"one"`` (default, like the gradient and Captum) or ``"logit"``, iNNvestigate's
     convention (one-hot times ``f_t(x)``: a positive per-example scale where ``f_t(x) > 0``, a
     different map where ``f_t(x) < 0``); see :class:`DeconvNet`."""
 
     seed: str = "one"
+    strict: ClassVar[bool] = False
 
     def __post_init__(self):
         _check_seed(self, self.seed)
@@ -214,6 +265,7 @@ class IntegratedGradients(Method):
     rule: str = "gausslegendre"
     chunk: Optional[int] = 8
     data_fields: ClassVar[tuple] = ("baseline",)
+    strict: ClassVar[bool] = False
 
     def __post_init__(self):
         if self.steps < 1:
@@ -226,7 +278,8 @@ class IntegratedGradients(Method):
         if target is None:
             target = jnp.argmax(apply_fn(params, x), axis=-1)
         alphas, weights = (jnp.asarray(v, x.dtype) for v in _path_nodes(self.steps, self.rule))
-        grad = lambda a: backward(apply_fn, params, x0 + a * (x - x0), target, Composite())[0]
+        grad = lambda a: backward(apply_fn, params, x0 + a * (x - x0), target, Composite(),
+                                  strict=False)[0]
         grads = _chunked_vmap(grad, alphas, self.chunk)
         return (x - x0) * jnp.tensordot(weights, grads, axes=1)
 
@@ -246,6 +299,7 @@ class SmoothGrad(Method):
     sigma: float = 0.1
     chunk: Optional[int] = 8
     needs_key: ClassVar[bool] = True
+    strict: ClassVar[bool] = False
 
     def __post_init__(self):
         if self.samples < 1 or self.sigma < 0:
@@ -265,7 +319,7 @@ class SmoothGrad(Method):
             draw = lambda p: jax.random.normal(jax.random.fold_in(k, p), x.shape[1:], x.dtype)
             return x + scale * jax.vmap(draw)(prints)
 
-        grad = lambda k: backward(apply_fn, params, noisy(k), target, Composite())[0]
+        grad = lambda k: backward(apply_fn, params, noisy(k), target, Composite(), strict=False)[0]
         return _chunked_vmap(grad, keys, self.chunk).mean(0)
 
 

@@ -90,3 +90,16 @@ def test_gpu_script_runs_every_section_at_small_sizes(tmp_path):
     errors = {r["precision"]: r["rel_max_error"] for r in by["precision"]}
     assert set(errors) == {"float32", "fast"} and max(errors.values()) < 1e-5  # CPU: float32 both
     assert by["study"][0]["rc"] == 0
+
+
+def test_zoo_benchmark_runs():
+    rows = _run("zoo", ["--small", "--repeats", "1", "--models", "gru", "vit_mean_nnx",
+                        "--methods", "gradient", "guided_backprop", "lrp.epsilon_plus"])
+    timed = [r for r in rows if "seconds" in r]
+    assert {(r["model"], r["method"]) for r in timed} == {
+        (m, w) for m in ("gru", "vit_mean_nnx")
+        for w in ("jax.grad", "jax.grad.defaults", "gradient", "guided_backprop", "gradient@jit",
+                  "guided_backprop@jit")}
+    assert all(r["ratio_to_jax_grad"] > 0 and r["images_per_s"] > 0 for r in timed)
+    skipped = [r for r in rows if r.get("applies") is False]
+    assert {r["model"] for r in skipped} == {"gru", "vit_mean_nnx"}  # LRP: scan, attention

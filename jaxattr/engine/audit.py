@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from .segment import segment
+from .lenient import lenient_segments
+from .segment import PLUMBING, segment
 from .trace import trace
 
 
@@ -12,7 +13,8 @@ class Row(NamedTuple):
     node: int  # equation index in the flattened program
     primitive: str
     name: str  # module path ("" when the model gives none)
-    kind: str  # segment kind, "plumbing" (ordinary VJP) or "constant" (independent of x)
+    kind: str  # segment kind, "plumbing" (ordinary VJP), "other" (any other op a lenient
+    #            segmentation leaves alone: ordinary VJP) or "constant" (independent of x)
     rule: str  # rule applied, or "gradient"
 
 
@@ -27,7 +29,10 @@ def audit(apply_fn: Callable, params: Any, x: Any, method: Any = None) -> list:
         [('dense', 'Epsilon(epsilon=1e-06)'), ('activation', 'Pass()')]
     """
     graph = trace(apply_fn, params, x)
-    segments = segment(graph)
+    # a method with ``strict = False`` (gradient family, Guided/DeconvNet) cuts out ReLUs and max
+    # pools only; every other x-dependent node keeps its derivative
+    strict = getattr(method, "strict", True)
+    segments = segment(graph) if strict else lenient_segments(graph)
     assignment = method.composite().assign(segments) if method is not None else {}
     seg_of = {id(n): s for s in segments for n in s.nodes}
     rows = []
@@ -36,7 +41,8 @@ def audit(apply_fn: Callable, params: Any, x: Any, method: Any = None) -> list:
         if seg is not None:
             kind, rule = seg.kind, repr(assignment[seg]) if seg in assignment else "gradient"
         elif any(a in graph.tainted for a in node.ins if not hasattr(a, "value")):
-            kind, rule = "plumbing", "gradient"
+            kind = "plumbing" if strict or node.prim in PLUMBING else "other"
+            rule = "gradient"
         else:
             kind, rule = "constant", "-"
         rows.append(Row(node.index, node.prim, node.name, kind, rule))

@@ -24,7 +24,9 @@ from jax.extend import core as jcore
 from .fast import fast_impl
 
 # Primitives whose jaxpr is inlined (a plain call: no custom derivative, no control flow).
-_INLINE = frozenset({"jit", "pjit", "closed_call", "core_call", "remat", "checkpoint"})
+# ``jax.checkpoint``/``jax.remat`` bind ``remat2`` (its memory policy is dropped inside the
+# attribution program; the values are the same).
+_INLINE = frozenset({"jit", "pjit", "closed_call", "core_call", "remat", "remat2", "checkpoint"})
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

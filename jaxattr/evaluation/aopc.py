@@ -40,7 +40,9 @@ batch of ``batch·(L+1)`` inputs — one XLA program per shape. ``chunk_size`` s
 into blocks of at most ``chunk_size`` model evaluations (steps first, then images), run by
 one compiled block function in a Python loop with a tqdm bar, so peak memory is one block's
 whatever ``L``. ``shard=True`` splits the batch over the local devices
-(``NamedSharding(mesh, PartitionSpec("batch"))``).
+(``NamedSharding(mesh, PartitionSpec("batch"))``). A global batch sharded across processes
+(``jax.distributed``, a mesh over every process's devices) is computed where it lies: every
+process makes the same call and holds its rows of the result.
 """
 from __future__ import annotations
 
@@ -180,6 +182,13 @@ def _check_chunk_size(chunk_size: Any) -> int | None:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be None or a positive int (model evaluations per chunk); got {chunk_size!r}.")
     return int(chunk_size)
+
+
+def _is_process_local(array: Any) -> bool:
+    """False for a global ``jax.Array`` spanning other processes' devices (``jax.distributed``:
+    built with ``jax.make_array_from_process_local_data``); every step then runs as one program
+    over all processes, which must all make the same call."""
+    return not isinstance(array, jax.Array) or array.is_fully_addressable
 
 
 def _check_devices(shard: bool, devices: Sequence[jax.Device] | None) -> list[jax.Device] | None:
@@ -363,6 +372,8 @@ def _run_blocks(
     score = _check_score(score)
     chunk_size = _check_chunk_size(chunk_size)
     devices = _check_devices(shard, devices)
+    if not _is_process_local(x):
+        devices = None  # a global batch (multi-process) is already sharded over its mesh: keep it
     batch = x.shape[0]
     target = _check_target(target, batch, _check_model(apply_fn, params, x))
     keys = image_keys(resolve_key(key), batch)

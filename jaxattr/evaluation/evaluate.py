@@ -39,6 +39,15 @@ RelevanceFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
 RANDOM = "random"
 
 
+def _host(array: Any) -> np.ndarray:
+    """A numpy copy; a global array sharded across processes is gathered onto every process."""
+    if isinstance(array, jax.Array) and not array.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+    return np.asarray(array)
+
+
 def drop_column(fraction: float) -> str:
     """Column name of a confidence-drop fraction: 0.05 -> ``"drop_5"``, 0.075 -> ``"drop_7.5"``."""
     return f"drop_{100 * fraction:g}"
@@ -99,6 +108,11 @@ def evaluate(
       random_baseline: add method ``"random"`` (random order, the same key).
       index: labels for the images (default ``0..batch-1``), e.g. dataset indices.
       return_curves: also return the perturbation curves (no extra model evaluations).
+
+    ``x`` (and relevance arrays) may be a global batch sharded across processes
+    (``jax.distributed``: ``jax.make_array_from_process_local_data`` over a mesh of every
+    process's devices); every process then makes the same call and gets the whole table, the
+    same numbers as one device computes.
 
     Returns:
       DataFrame with columns ``method, index, target, aopc, drop_5, drop_10, drop_20,
@@ -161,12 +175,12 @@ def evaluate(
         except (ValueError, TypeError) as error:
             raise type(error)(f"explanations[{name!r}]: {error}") from error
         scores, _ = _run(apply_fn, params, x, target, relevance, counts, order=order, **options)
-        scores = np.asarray(scores)
+        scores = _host(scores)
         curves[name] = scores[:, curve_at]
         table = {
             "method": name,
             "index": index,
-            "target": np.asarray(target),
+            "target": _host(target),
             "aopc": np.asarray(aopc(curves[name])),
         }
         for fraction, column in zip(fractions, drop_at):

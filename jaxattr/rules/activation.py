@@ -14,28 +14,39 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from ..engine.lenient import is_relu_segment
 from .base import Rule
 
 
 @dataclasses.dataclass(frozen=True)
 class Guided(Rule):
-    """Guided backpropagation: ``g_in = f'(x) · max(g_out, 0)`` — the ReLU's own mask and only
-    positive signals (Springenberg et al. 2015)."""
+    """Guided backpropagation through a ReLU: ``g_in = 1[x > 0] · max(g_out, 0)`` — the ReLU's own
+    mask and only positive signals (Springenberg et al. 2015).
+
+    ReLUs only (``jax.nn.relu``, ``max(x, 0)``; see :func:`jaxattr.engine.lenient.is_relu`): any
+    other activation region it is attached to passes its true derivative, as in Captum and the
+    paper. Leaky ReLU, PReLU and ReLU6 are not ReLUs here."""
 
     kinds = ("activation",)
 
     def backward(self, view, inputs, output, cotangent, reference):
-        return jax.vjp(view.fn, *inputs)[1](jnp.maximum(cotangent, 0))
+        vjp = jax.vjp(view.fn, *inputs)[1]
+        return vjp(jnp.maximum(cotangent, 0) if is_relu_segment(view.segment) else cotangent)
 
 
 @dataclasses.dataclass(frozen=True)
 class Deconv(Rule):
-    """DeconvNet: ``g_in = max(g_out, 0)`` — the ReLU applied to the backward signal instead of the
-    forward mask (Zeiler & Fergus 2014)."""
+    """DeconvNet through a ReLU: ``g_in = max(g_out, 0)`` — the ReLU applied to the backward signal
+    instead of the forward mask (Zeiler & Fergus 2014).
+
+    ReLUs only, as :class:`Guided`: any other activation region passes its true derivative (the
+    rule used to return ``max(g, 0)`` on tanh, sigmoid or GELU too, dropping their derivative)."""
 
     kinds = ("activation",)
 
     def backward(self, view, inputs, output, cotangent, reference):
+        if not is_relu_segment(view.segment):
+            return jax.vjp(view.fn, *inputs)[1](cotangent)
         return (jnp.maximum(cotangent, 0),)
 
 

@@ -11,11 +11,16 @@ atomically (:mod:`jaxattr.study.store`). A rerun skips finished units; a kill lo
 model being trained (on CPU; the fold grid on accelerators) or the unit being evaluated, and the
 rerun reproduces the same numbers: a model trains alone exactly as in its grid, a vmapped grid
 always has the same configurations, and every key derives from the seed.
+
+The same holds across processes (:mod:`jaxattr.study.distributed`): started once per GPU or
+host, the processes split the pending units (whole folds when grids are vmapped), each writes
+only its units' files, and the folder ends exactly as one process leaves it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -39,6 +44,7 @@ from ..training.configs import PAPER_DECAYS, Config
 from ..training.cv import split_fold, stratified_folds
 from ..training.groups import GROUPS
 from ..training.loop import grid_strategy, train_grid
+from .distributed import SINGLE, Processes, share, wait_for_units
 from .report import write_report
 from .store import BASELINE_GROUP, DROP_FRACTIONS, RANDOM_METHOD, ResultsStore, StudyConfig, StudyStoreError, Unit
 
@@ -70,6 +76,10 @@ PATCHES_MAX_SIDE = 16
 
 #: Model evaluations per compiled perturbation block: bounds memory on large test folds.
 EVAL_CHUNK = 2048
+
+#: Seconds the processes of a multi-process study wait for each other at a barrier (opening the
+#: folder, planning, the report): short steps; the long wait for the units has no timeout.
+BARRIER_TIMEOUT = 1800
 
 #: The defaults of ``jaxattr study``: the paper's protocol (10 folds, 41 models per fold).
 DEFAULTS = dict(dataset="digits", folds=10, decays=PAPER_DECAYS, groups=GROUPS, methods=PAPER_METHODS,
@@ -260,16 +270,42 @@ def _evaluate_unit(store: ResultsStore, model, unit: Unit, methods: Sequence[str
     store.write_unit(unit, rows)
 
 
+def _jobs(store: ResultsStore, pending: Sequence[tuple[Unit, tuple[str, ...]]]) -> list[list[tuple[Unit, tuple]]]:
+    """The pending work cut into the pieces processes take: one unit each when models train one
+    after another (CPU), one fold each when a fold's grid trains as one vmapped program (so a
+    grid always holds the same configurations, whoever trains it)."""
+    if grid_strategy() == "sequential":
+        return [[item] for item in pending]
+    by_fold = defaultdict(list)
+    for item in pending:
+        by_fold[item[0].fold].append(item)
+    return [by_fold[fold] for fold in sorted(by_fold)]
+
+
+def _open_store(config: StudyConfig, out, overwrite: bool, processes: Processes) -> ResultsStore:
+    """Process 0 creates, resumes or overwrites the folder; the others open it after that."""
+    store = ResultsStore(out, config, overwrite=overwrite) if processes.is_main else None
+    processes.barrier("open", BARRIER_TIMEOUT)
+    return store or ResultsStore(out, config)
+
+
 def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, progress: bool = True,
-              data: Optional[tuple] = None, only_folds: Optional[Sequence[int]] = None) -> StudyResult:
+              data: Optional[tuple] = None, processes: Processes = SINGLE,
+              only_folds: Optional[Sequence[int]] = None) -> StudyResult:
     """Run (or resume) the study ``config`` in folder ``out``; write results.csv and report.md.
 
     ``data``: ``(x, y)`` instead of loading ``config.dataset`` (tests, custom data).
+    ``processes``: this process's place in a multi-process run
+    (:func:`jaxattr.study.distributed.initialize`): every process runs this with the same
+    arguments; each trains and evaluates its share of the pending units
+    (:func:`jaxattr.study.distributed.share`) and writes only their files, and process 0 writes
+    results.csv and the report once every unit is done. The folder ends as a single process
+    leaves it. The returned counts are this process's.
     ``only_folds``: run only these folds now (a benchmark's first fold, a study split over
     sessions); the others stay pending and a later run resumes them.
     """
     start = time.perf_counter()
-    store = ResultsStore(out, config, overwrite=overwrite)
+    store = _open_store(config, out, overwrite, processes)
     config = store.config
     x, y = data if data is not None else load_dataset(config.dataset)
     x, y = np.asarray(x, np.float32), np.asarray(y, np.int32)
@@ -280,20 +316,26 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, 
     skipped = len(config.units()) - len(pending)
     if only_folds is not None:
         pending = [(unit, missing) for unit, missing in pending if unit.fold in set(only_folds)]
+    processes.barrier("planned", BARRIER_TIMEOUT)  # every process has read the same pending list
+    mine = [item for job in share(_jobs(store, pending), processes) for item in job]
     by_fold = defaultdict(list)
-    for unit, missing in pending:
+    for unit, missing in mine:
         by_fold[unit.fold].append((unit, missing))
     trained = evaluated = 0
     eval_size = config.perturbation.get("eval_size")
-    bar = tqdm(total=len(pending), desc="study units", unit="unit", disable=not progress)
-    models_bar = tqdm(total=_models_to_train(store, sorted(by_fold)), desc="models trained",
-                      unit="model", disable=not progress)
+    progress = progress and processes.is_main
+    suffix = f" ({processes.label})" if processes.count > 1 else ""
+    bar = tqdm(total=len(mine), desc="study units" + suffix, unit="unit", disable=not progress)
+    # sequential: train only my units; vmapped grid: my folds are whole, train their grid
+    to_train = lambda fold: ([u for u, _ in by_fold[fold]] if grid_strategy() == "sequential"
+                             else _fold_units(config, fold))
+    models_bar = tqdm(total=sum(len(b) for fold in by_fold for b in _training_batches(store, to_train(fold))),
+                      desc="models trained" + suffix, unit="model", disable=not progress)
     for fold in sorted(by_fold):
         x_tr, y_tr, x_val, y_val, x_te, y_te = split_fold(x, y, folds[fold])
         if eval_size is not None:
             x_te, y_te = x_te[:eval_size], y_te[:eval_size]
-        fold_units = _fold_units(config, fold)
-        trained += _train_fold(store, fast_model, fold_units, (x_tr, y_tr, x_val, y_val), fold,
+        trained += _train_fold(store, fast_model, to_train(fold), (x_tr, y_tr, x_val, y_val), fold,
                                progress, models_bar)
         for unit, missing in by_fold[fold]:
             bar.set_postfix_str(unit.key)
@@ -302,8 +344,16 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, 
             bar.update()
     bar.close()
     models_bar.close()
-    results_csv = store.write_results_csv()
-    report = make_report(store)
+    if processes.count > 1:
+        wanted = lambda unit: only_folds is None or unit.fold in set(only_folds)  # noqa: E731
+        total = sum(1 for unit in config.units() if wanted(unit))
+        wait_for_units(lambda: total - sum(1 for unit, _ in store.pending() if wanted(unit)), total, processes,
+                       log=(lambda text: print(text, file=sys.stderr, flush=True)) if progress else None)
+    results_csv, report = store.results_path, store.root / "report.md"
+    if processes.is_main:
+        results_csv = store.write_results_csv()
+        report = make_report(store)
+    processes.barrier("done", BARRIER_TIMEOUT)  # the others leave once the report is written
     return StudyResult(Path(out), results_csv, report, evaluated, skipped,
                        trained, time.perf_counter() - start)
 

@@ -427,8 +427,10 @@ def train(
 
 
 def _config_mesh(n_configs: int, shard: bool | None) -> tuple[Mesh | None, int]:
-    """A 1-D device mesh over the configuration axis and the padded grid size."""
-    devices = jax.devices()
+    """A 1-D mesh over this process's devices on the configuration axis and the padded grid
+    size (in a multi-process run each process trains its own grid: ``jax.local_devices()``,
+    which is ``jax.devices()`` in a single process)."""
+    devices = jax.local_devices()
     if shard is None:
         shard = len(devices) > 1
     if not shard or len(devices) == 1:
@@ -480,7 +482,7 @@ def train_grid(
 
     Args:
       configs: e.g. :func:`jaxattr.training.configs.paper_configs` (41 configs).
-      shard: shard the configuration axis over ``jax.devices()`` (padding the grid
+      shard: shard the configuration axis over ``jax.local_devices()`` (padding the grid
         to a multiple of the device count); default: when there are several.
         Only for ``strategy="vmap"``.
       strategy: ``"vmap"``, ``"sequential"`` or ``"auto"`` (see above).

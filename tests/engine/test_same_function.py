@@ -148,3 +148,14 @@ def test_output_normalised_over_classes_is_refused(head):
     for method in (ja.LRP(C.epsilon_plus()), ja.DeepTaylor(), ja.DeepLIFT()):
         with pytest.raises(ja.UnsupportedPrimitiveError, match="explain the logits|Explain the logits"):
             ja.attribute(f, w, x, None, method)
+
+
+def test_checkpointed_blocks_get_their_rules():
+    """``jax.checkpoint`` (``remat2``) is inlined like ``jit``: the layers inside get rules."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        p = [jnp.asarray(rng.normal(size=s)) for s in [(5, 6), (6,), (6, 3), (3,)]]
+        block = lambda w, b, h: jax.nn.relu(h @ w + b)
+        plain = lambda p, x: block(p[0], p[1], x) @ p[2] + p[3]
+        remat = lambda p, x: jax.checkpoint(block)(p[0], p[1], x) @ p[2] + p[3]
+        _compare(remat, plain, p, jnp.asarray(rng.normal(size=(4, 5))))
