@@ -188,7 +188,9 @@ def _is_process_local(array: Any) -> bool:
     """False for a global ``jax.Array`` spanning other processes' devices (``jax.distributed``:
     built with ``jax.make_array_from_process_local_data``); every step then runs as one program
     over all processes, which must all make the same call."""
-    return not isinstance(array, jax.Array) or array.is_fully_addressable
+    if not isinstance(array, jax.Array) or isinstance(array, jax.core.Tracer):
+        return True  # under a caller's jit: the caller's program decides where it runs
+    return array.is_fully_addressable
 
 
 def _check_devices(shard: bool, devices: Sequence[jax.Device] | None) -> list[jax.Device] | None:
