@@ -20,6 +20,13 @@ the same computation (same compiler options, no input checks), timed in interlea
 (``--overhead-repeats``): ``overhead_ratio`` is the median per-round time ratio (goal ≤ 1.05 at
 batch 128), ``overhead_ms`` the median per-round difference.
 
+Rows ``grad_params.<method>`` (``--grad-params``, default LRP ε+♭ and DeepLIFT) time the
+derivative of an explanation w.r.t. the parameters, as when an explanation is part of a training
+loss (issue #20): ``jax.jit(jax.grad(lambda p: (explain(p, x) ** 2).sum()))``, compiled with
+:func:`jaxattr.xla.backward_options`. ``ratio_to_explanation`` is its time over the explanation
+alone (median of the per-round ratios, ``..._iqr`` its quartiles); a second-order program of
+this kind is expected to cost 2–4× its first-order one.
+
     python benchmarks/attribution.py --batch 128 --repeats 5
 """
 
@@ -59,6 +66,12 @@ def _flops(fn, *args) -> float:
     return float((cost[0] if isinstance(cost, list) else cost)["flops"])
 
 
+def _squared_explanation(apply_fn, method):
+    """``(params, x) -> Σ R²`` with ``R`` the explanation: a scalar to differentiate w.r.t. the
+    parameters (the shape of a "right for the right reasons" penalty)."""
+    return lambda p, x: (ja.attribute(apply_fn, p, x, method=method) ** 2).sum()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
@@ -66,6 +79,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     parser.add_argument("--overhead-repeats", type=int, default=30)
+    parser.add_argument("--grad-params", nargs="*", default=["lrp.epsilon_plus_flat", "deeplift"],
+                        help="methods whose explanation is also differentiated w.r.t. params")
     parser.add_argument("--precision", default=None, choices=("float32", "fast", "bfloat16"),
                         help="jaxattr.precision setting (default: float32, or the active "
                              "jax.default_matmul_precision)")
@@ -76,6 +91,7 @@ def main(argv=None):
 
 def _run(args) -> None:
     """The benchmark, under ``args.precision`` (jax keys its compiled programs on it)."""
+    methods = list(dict.fromkeys(args.methods + args.grad_params))  # each explanation timed once
 
     model = PaperCNN()
     x = jax.random.uniform(jax.random.key(0), (args.batch, args.size, args.size, 3))
@@ -87,18 +103,32 @@ def _run(args) -> None:
     tuned_grad = jax.jit(grad_fn, compiler_options=ja.xla.backward_options())
     fns = {"forward": lambda: forward(params, x), "jax.grad": lambda: plain_grad(params, x),
            "jax.grad+options": lambda: tuned_grad(params, x)}
-    for name in args.methods:
+    for name in methods:
         fns[name] = (lambda fn: lambda: fn(params, x))(
             ja.explain(model.apply, METHODS[name], precision=args.precision))
+    for name in args.grad_params:
+        fns[f"grad_params.{name}"] = (lambda fn: lambda: fn(params, x))(
+            jax.jit(jax.grad(_squared_explanation(model.apply, METHODS[name])),
+                    compiler_options=ja.xla.backward_options()))
     t = timed(fns, args.repeats)
     first, median, cpu = t.first, t.median, t.cpu
     flops = {"forward": _flops(model.apply, params, x), "jax.grad": _flops(grad_fn, params, x)}
     flops["jax.grad+options"] = flops["jax.grad"]
-    for name in args.methods:
+    for name in methods:
         flops[name] = _flops(lambda p, x, m=METHODS[name]: ja.attribute(model.apply, p, x, method=m),
                              params, x)
+    for name in args.grad_params:
+        flops[f"grad_params.{name}"] = _flops(
+            jax.grad(_squared_explanation(model.apply, METHODS[name])), params, x)
     for what, seconds in median.items():
         cost, *cost_iqr = t.ratio(what, "jax.grad+options")
+        extra = {}
+        if what.startswith("grad_params."):
+            explanation = what.removeprefix("grad_params.")
+            ratio, *ratio_iqr = t.ratio(what, explanation)
+            extra = {"ratio_to_explanation": round(ratio, 3),
+                     "ratio_to_explanation_iqr": [round(q, 3) for q in ratio_iqr],
+                     "flops_vs_explanation": round(flops[what] / flops[explanation], 3)}
         print(json.dumps({
             "tool": "jaxattr", "what": what, "batch": args.batch,
             "precision": args.precision or "float32", "device": jax.devices()[0].device_kind, "seconds": round(seconds, 5),
@@ -109,7 +139,7 @@ def _run(args) -> None:
             "cost_vs_tuned_gradient": round(cost, 3),
             "cost_vs_tuned_gradient_iqr": [round(q, 3) for q in cost_iqr],
             "gflops": round(flops[what] / 1e9, 3),
-            "flops_vs_gradient": round(flops[what] / flops["jax.grad"], 3)}), flush=True)
+            "flops_vs_gradient": round(flops[what] / flops["jax.grad"], 3), **extra}), flush=True)
     print(json.dumps(call_overhead(model.apply, params, x, args.overhead_repeats)), flush=True)
 
 

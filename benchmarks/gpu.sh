@@ -60,7 +60,8 @@ run() {
 if [[ "$SMALL" == 1 ]]; then
   # one precision per section (each loop still runs), the fewest programs to compile
   ATTR_P="float32"; AOPC_P="fast"; TRAIN_P="bfloat16"
-  ATTR_BATCHES="2"; ATTR=(--size 8 --repeats 1 --methods gradient --overhead-repeats 1)
+  ATTR_BATCHES="2"; ATTR=(--size 8 --repeats 1 --methods gradient --overhead-repeats 1
+        --grad-params)
   PEERS=(--batch 2 --aopc-batch 2 --steps 4 --repeats 1 --only gradient)
   AOPC=(--batch 2 --steps 3 --chunk-size 5 --repeats 1)
   TRAIN=(--model small --epochs 1 --conv patches --no-grid)
@@ -70,7 +71,7 @@ if [[ "$SMALL" == 1 ]]; then
   TESTS=()
 else
   ATTR_P="float32 fast"; AOPC_P="float32 fast"; TRAIN_P="float32 fast bfloat16"
-  ATTR_BATCHES="128 1024"; ATTR=(--repeats 5 --overhead-repeats 10)
+  ATTR_BATCHES="128 1024"; ATTR=(--repeats 5 --overhead-repeats 10 --grad-params)
   PEERS=(--batch 1024 --aopc-batch 256 --repeats 3 --threads 16)
   AOPC=(--batch 256 --chunk-size 4096 --steps 16 100 --repeats 5)
   TRAIN=(--dataset cifar-shaped --conv xla --epochs 2)

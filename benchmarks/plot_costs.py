@@ -24,7 +24,10 @@ REFERENCES = ("forward", "jax.grad", "jax.grad+options")
 def plot(rows: list[dict], out: str, cap: float = 5.0) -> None:
     """Horizontal bars per method, time and FLOPs over the gradient's; bars beyond ``cap`` are
     cut and labelled with their value."""
-    rows = [r for r in rows if r["what"] not in REFERENCES and "flops_vs_gradient" in r]
+    # explanations, not their parameter gradients (``grad_params.*``: second-order programs) nor
+    # rows without FLOPs (``call_overhead``)
+    rows = [r for r in rows if r["what"] not in REFERENCES and "flops_vs_gradient" in r
+            and not r["what"].startswith("grad_params.")]
     rows.sort(key=lambda r: r["flops_vs_gradient"])
     names = [r["what"] for r in rows]
     time = np.array([r["cost_vs_tuned_gradient"] for r in rows])

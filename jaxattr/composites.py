@@ -4,7 +4,8 @@ A :class:`Composite` is an ordered tuple of ``(selector, rule)`` pairs; the firs
 matches a segment gives its rule, and a segment no selector matches keeps its ordinary gradient.
 Selectors are
 
-* a segment kind: ``"dense"``, ``"conv"``, ``"activation"``, ``"maxpool"``, ``"sum"``, ``"scale"``;
+* a segment kind: ``"dense"``, ``"conv"``, ``"activation"``, ``"maxpool"``, ``"sum"``, ``"scale"``,
+  ``"bilinear"`` (a product of two x-dependent tensors);
 * ``"linear"`` (dense or conv), ``"first"`` / ``"last"`` (the linear layer nearest the input /
   the output), ``"name:<regex>"`` (module path, e.g. ``"name:Conv_0"``; NNX models have no paths);
 * a tuple of selectors (all must match), or any callable ``segment -> bool``.
@@ -29,6 +30,7 @@ from .engine.segment import KINDS, Segment
 from .rules.activation import Deconv, Guided
 from .rules.base import Norm, Pass, Rule
 from .rules.lrp import AlphaBeta, Epsilon, Flat, Gamma, ZBox, ZPlus, as_bound
+from .rules.product import Uniform
 
 Selector = Union[str, tuple, Callable[[Segment], bool]]
 
@@ -82,8 +84,10 @@ class Composite:
         return Composite(self.layer_map + other.layer_map)
 
 
-#: Zennit's ``layer_map_base``: what every LRP composite does outside dense/conv layers.
-LRP_BASE = Composite((("activation", Pass()), ("sum", Norm()), ("scale", Pass())))
+#: Zennit's ``layer_map_base``: what every LRP composite does outside dense/conv layers; and
+#: on products of two x-dependent tensors (gates, GLUs) AttnLRP's uniform rule (½ to each).
+LRP_BASE = Composite((("activation", Pass()), ("sum", Norm()), ("scale", Pass()),
+                      ("bilinear", Uniform())))
 
 
 def lrp(rule: Rule) -> Composite:

@@ -29,6 +29,7 @@ from .rules.deeplift import (MAXPOOL_MODES, DeepLIFTMax, PairedRef, RevealCancel
 from .rules.base import Rule
 from .rules.lrp import AlphaBeta, ZBox
 from .rules.pooling import WinnerTakeAll
+from .rules.product import DeepLIFTProduct
 
 Array = jax.Array
 
@@ -56,6 +57,7 @@ def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
     graph = trace(apply_fn, params, x)
     segments = _segments(graph, strict)
     assignment = (composite + DEFAULTS).assign(segments)
+    _require_product_rules(segments, assignment)
     p_leaves = jax.tree_util.tree_leaves(params)
     ref_env = None
     if reference_env is not None:
@@ -74,6 +76,19 @@ def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
     cot = onehot * logits if seed == "logit" else onehot
     (grad,) = vjp(cot)
     return grad, logits, target
+
+
+def _require_product_rules(segments, assignment) -> None:
+    """A product of two x-dependent tensors must have a rule: its gradient, fed relevance or
+    multipliers, returns ``R·x₂`` (not relevance; and no summation to delta)."""
+    for seg in segments:
+        if seg.kind == "bilinear" and seg not in assignment:
+            where = f"at module path '{seg.name}'" if seg.name else "(no module path)"
+            raise UnsupportedPrimitiveError(
+                f"the product of two x-dependent tensors {where} has no rule in this composite. "
+                "Map the segment kind 'bilinear' to a rule (ja.rules.Uniform() for LRP, as the LRP "
+                "presets do; ja.DeepLIFT uses ja.rules.DeepLIFTProduct()). "
+                f"{works_on_any_model()}")
 
 
 def _segments(graph, strict: bool) -> list:
@@ -439,7 +454,10 @@ class DeepLIFT(Method):
       ``MaxPoolDeepLiftMode``) by their names: ``"gradient"`` (their default; the routing at x,
       not summation-exact where the winner changes) and ``"scaled_gradient"`` (``Δy`` routed to
       x's winner and divided by its ``Δx``, eq. 11 of the 2016 paper: sums to delta, but
-      unbounded — even negative — where the winner's ``Δx`` is small or of the other sign).
+      unbounded — even negative — where the winner's ``Δx`` is small or of the other sign);
+    * products of two x-dependent tensors (gates, GLUs; :class:`~jaxattr.rules.DeepLIFTProduct`):
+      the paper's rule (2016, §2.3.5), ``m_{x₁} = ½(x₂ + x₂⁰)``, ``m_{x₂} = ½(x₁ + x₁⁰)``,
+      exact for summation to delta.
 
     The reference is evaluated alongside x, so every rule sees its inputs' reference values. A
     reference shared by the whole batch (a scalar, one example) is evaluated on one example and
@@ -514,9 +532,11 @@ class DeepLIFT(Method):
 
     def composite(self):
         maxpool = ("maxpool", DeepLIFTMax(self.maxpool))
+        product = ("bilinear", DeepLIFTProduct())
         if self.rule == "reveal_cancel":
-            return Composite((("linear", RevealCancelLinear()), ("activation", RevealCancel()), maxpool))
-        return Composite((("activation", Rescale()), maxpool))
+            return Composite((("linear", RevealCancelLinear()), ("activation", RevealCancel()),
+                              maxpool, product))
+        return Composite((("activation", Rescale()), maxpool, product))
 
     def references(self, x) -> Array:
         """The reference(s) for ``x``: x's shape, or ``(K,) + x.shape`` with ``average_references``.

@@ -28,16 +28,21 @@ def _run(name, argv):
 def test_attribution_benchmark_reports_time_and_flops(tmp_path):
     rows = _run("attribution", ["--batch", "2", "--size", "8", "--repeats", "1",
                                 "--methods", "gradient", "lrp.epsilon_gamma_box",
-                                "--overhead-repeats", "3"])
+                                "--grad-params", "lrp.epsilon_gamma_box", "--overhead-repeats", "3"])
     by_what = {r["what"]: r for r in rows}
     assert list(by_what) == ["forward", "jax.grad", "jax.grad+options", "gradient",
-                             "lrp.epsilon_gamma_box", "call_overhead"]
+                             "lrp.epsilon_gamma_box", "grad_params.lrp.epsilon_gamma_box",
+                             "call_overhead"]
     assert by_what["call_overhead"]["overhead_ratio"] > 0
     assert by_what["jax.grad"]["flops_vs_gradient"] == 1.0
     assert by_what["gradient"]["flops_vs_gradient"] == pytest.approx(1.0, abs=0.05)
     # γ: one extra convolution and one extra transposed one per layer, not two and two
     assert 1.5 < by_what["lrp.epsilon_gamma_box"]["flops_vs_gradient"] < 2.2
     assert all(r["seconds"] > 0 and r["cost_vs_tuned_gradient"] > 0 for r in rows[:-1])
+    # the parameter gradient of an explanation, against the explanation alone (issue #20)
+    second = by_what["grad_params.lrp.epsilon_gamma_box"]
+    assert second["ratio_to_explanation"] > 0 and len(second["ratio_to_explanation_iqr"]) == 2
+    assert second["flops_vs_explanation"] > 1.5
     # and its chart
     jsonl, png = tmp_path / "attribution.jsonl", tmp_path / "costs.png"
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))

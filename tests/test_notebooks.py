@@ -36,3 +36,22 @@ def test_amorim_reproduction(tmp_path):
     assert (tmp_path / "runs" / "amorim_notebook" / "results.csv").exists()
     outputs = "".join(str(o) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "study done" in outputs
+
+
+def test_explanation_training(tmp_path):
+    """Training through an explanation (issue #20): every run's accuracies and patch shares are
+    printed as finite numbers in [0, 1], and the figure is saved."""
+    nb = run_notebook("explanation_training.ipynb", tmp_path)
+    assert (tmp_path / "explanation_training.png").stat().st_size > 10_000
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    header = next(line for line in text.splitlines() if "acc random patch" in line)
+    for column in ("acc decoy patch", "acc no patch", "share gradient", "share LRP ε+♭",
+                   "share LRP-ε"):
+        assert column in header, column
+    for run in ("no decoy (reference)", "plain", "gradient penalty", "LRP ε+♭ penalty",
+                "LRP-ε penalty"):
+        line = next(line for line in text.splitlines() if line.startswith(run + " "))
+        # λ, three accuracies, three shares
+        values = [float(v) for v in line[len(run):].split()]
+        assert len(values) == 7 and all(0 <= v <= 1 for v in values[1:]), line

@@ -18,6 +18,8 @@ kind          what it matches                                                   
               of two x-dependent tensors (skip connections), with the affine chain
               after it (an average pool's division: rules see the mean)
 ``scale``     a lone elementwise affine op with a constant operand                   gradient
+``bilinear``  ``mul`` of two different x-dependent tensors (gates, GLU) that no        none: a
+              activation region covers (``x·sigmoid(x)`` stays an activation)       rule is needed
 plumbing      reshape, transpose, broadcast, slicing, concatenation, padding, …      gradient
 ============  =====================================================================  ===========
 
@@ -36,7 +38,7 @@ import jax.numpy as jnp
 from .trace import Graph, Lit, Node, is_var
 
 LINEAR_KINDS = ("dense", "conv")
-KINDS = LINEAR_KINDS + ("activation", "maxpool", "sum", "scale")
+KINDS = LINEAR_KINDS + ("activation", "maxpool", "sum", "scale", "bilinear")
 
 PLUMBING = frozenset({
     "reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims", "slice", "dynamic_slice",
@@ -166,6 +168,13 @@ def segment(graph: Graph) -> list:
         # 2. grow an elementwise region (activation) whose vars cover all x-dependent inputs
         if prim in ELEMENTWISE and _elementwise_shape(node, graph):
             region = _region_of(uniq, owner, rooted)
+            # an affine op on an activation's output that is also read elsewhere (a gate ``z``
+            # used as ``z * h`` and ``1 - z``) starts its own (scale) segment: the activation
+            # keeps one output
+            if (region is not None and prim in AFFINE_CONST and len(uniq) == 1
+                    and uniq[0] not in region.inputs and n_users(uniq[0]) > 1
+                    and _affine_operand_ok(node, uniq[0])):
+                region = None
             if region is not None:
                 region.nodes.append(node)
                 for o in node.outs:
@@ -195,6 +204,8 @@ def segment(graph: Graph) -> list:
             seg = Segment("sum", [node], tuple(uniq))
         elif prim in MAXES or (prim in ("max", "min") and len(uniq) > 1):
             seg = Segment("maxpool", [node], tuple(uniq))
+        elif prim == "mul" and len(uniq) == 2 and _elementwise_shape(node, graph):
+            seg = Segment("bilinear", [node], tuple(uniq))
         elif prim in ELEMENTWISE and _elementwise_shape(node, graph):
             if len(uniq) > 1:
                 raise UnsupportedPrimitiveError(

@@ -21,7 +21,9 @@ from .lrp import WSquare as WSquare
 from .lrp import ZBox as ZBox
 from .lrp import ZPlus as ZPlus
 from .pooling import WinnerTakeAll as WinnerTakeAll
+from .product import DeepLIFTProduct as DeepLIFTProduct
+from .product import Uniform as Uniform
 
 __all__ = ["Rule", "LayerRule", "Term", "Group", "Gradient", "Pass", "Norm", "Epsilon", "ZPlus",
            "AlphaBeta", "Gamma", "Flat", "WSquare", "ZBox", "Guided", "Deconv", "Rescale", "WinnerTakeAll"]
-__all__ += ["DeepLIFTMax", "RevealCancel", "RevealCancelLinear"]
+__all__ += ["DeepLIFTMax", "RevealCancel", "RevealCancelLinear", "DeepLIFTProduct", "Uniform"]

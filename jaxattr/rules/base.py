@@ -66,7 +66,18 @@ class Pass(Rule):
     kinds = ("activation", "scale")
 
     def backward(self, view, inputs, output, cotangent, reference):
-        return (cotangent,)
+        return (unbroadcast(cotangent, inputs[0].shape),)
+
+
+def unbroadcast(value, shape):
+    """``value`` summed over the axes a broadcast to its shape added or stretched from 1 (a scale
+    ``x * s`` whose constant ``s`` is wider than ``x``): relevance passed back to ``x`` in full."""
+    value = jax.numpy.asarray(value)
+    extra = value.ndim - len(shape)
+    if extra:
+        value = value.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, (v, n) in enumerate(zip(value.shape, shape)) if n == 1 and v != 1)
+    return value.sum(axis=stretched, keepdims=True) if stretched else value
 
 
 @dataclasses.dataclass(frozen=True)
