@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import jaxattr as ja
 from _timing import timed  # benchmarks/ is the script's directory
 from jaxattr.evaluation import perturbation_curve
 from jaxattr.evaluation.aopc import _block_sizes
@@ -62,7 +63,16 @@ def main(argv=None) -> None:
     parser.add_argument("--region", type=int, default=1)
     parser.add_argument("--perturbation", default="uniform")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--precision", default=None, choices=("float32", "fast", "bfloat16"),
+                        help="jaxattr.precision setting (default: float32, or the active "
+                             "jax.default_matmul_precision)")
     args = parser.parse_args(argv)
+    with ja.precision.context(args.precision):
+        _run(args)
+
+
+def _run(args) -> None:
+    """The benchmark, under ``args.precision`` (jax keys its compiled programs on it)."""
     chunk = args.chunk_size or None
 
     model = paper_cnn()
@@ -72,7 +82,8 @@ def main(argv=None) -> None:
     params = model.init(jax.random.key(0), x[:1])
     forward = jax.jit(model.apply)
     common = {"tool": "jaxattr", "batch": args.batch, "device": jax.devices()[0].device_kind,
-              "chunk_size": chunk, "region": args.region, "perturbation": args.perturbation}
+              "chunk_size": chunk, "region": args.region, "perturbation": args.perturbation,
+              "precision": args.precision or "float32"}
 
     for steps in args.steps:
         _, per_block, per_count_block = _block_sizes(args.batch, steps + 1, chunk, 1)
@@ -83,7 +94,7 @@ def main(argv=None) -> None:
             "forward": lambda: forward(params, xs),
             "aopc": lambda: perturbation_curve(
                 model.apply, params, x, None, relevance, region=args.region, steps=steps,
-                perturbation=args.perturbation, chunk_size=chunk, progress=False,
+                perturbation=args.perturbation, chunk_size=chunk, progress=False, precision=args.precision,
             ),
         }, args.repeats)
         first, median, fastest, cpu = t.first, t.median, t.fastest, t.cpu

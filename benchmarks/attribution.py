@@ -81,7 +81,16 @@ def main(argv=None):
     parser.add_argument("--overhead-repeats", type=int, default=30)
     parser.add_argument("--grad-params", nargs="*", default=["lrp.epsilon_plus_flat", "deeplift"],
                         help="methods whose explanation is also differentiated w.r.t. params")
+    parser.add_argument("--precision", default=None, choices=("float32", "fast", "bfloat16"),
+                        help="jaxattr.precision setting (default: float32, or the active "
+                             "jax.default_matmul_precision)")
     args = parser.parse_args(argv)
+    with ja.precision.context(args.precision):
+        _run(args)
+
+
+def _run(args) -> None:
+    """The benchmark, under ``args.precision`` (jax keys its compiled programs on it)."""
     methods = list(dict.fromkeys(args.methods + args.grad_params))  # each explanation timed once
 
     model = PaperCNN()
@@ -95,7 +104,8 @@ def main(argv=None):
     fns = {"forward": lambda: forward(params, x), "jax.grad": lambda: plain_grad(params, x),
            "jax.grad+options": lambda: tuned_grad(params, x)}
     for name in methods:
-        fns[name] = (lambda fn: lambda: fn(params, x))(ja.explain(model.apply, METHODS[name]))
+        fns[name] = (lambda fn: lambda: fn(params, x))(
+            ja.explain(model.apply, METHODS[name], precision=args.precision))
     for name in args.grad_params:
         fns[f"grad_params.{name}"] = (lambda fn: lambda: fn(params, x))(
             jax.jit(jax.grad(_squared_explanation(model.apply, METHODS[name])),
@@ -120,7 +130,8 @@ def main(argv=None):
                      "ratio_to_explanation_iqr": [round(q, 3) for q in ratio_iqr],
                      "flops_vs_explanation": round(flops[what] / flops[explanation], 3)}
         print(json.dumps({
-            "tool": "jaxattr", "what": what, "batch": args.batch, "seconds": round(seconds, 5),
+            "tool": "jaxattr", "what": what, "batch": args.batch,
+            "precision": args.precision or "float32", "device": jax.devices()[0].device_kind, "seconds": round(seconds, 5),
             "images_per_s": round(args.batch / seconds, 1),
             "compile_seconds": round(first[what] - seconds, 3), "cpu_seconds": round(cpu[what], 5),
             "ratio_to_forward": round(t.ratio("forward", what)[0], 3),

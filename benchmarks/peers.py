@@ -60,6 +60,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--only", nargs="*", default=None, help="run only these 'what' names")
+    parser.add_argument("--device", default="cpu", help="torch device of the peers: cpu, cuda")
+    parser.add_argument("--precision", default="float32", choices=("float32", "fast"),
+                        help="float32: jaxattr exact, torch TF32 off (cudnn and matmul); fast: the "
+                             "backends' defaults, torch TF32 on")
     args = parser.parse_args(argv)
 
     # torch and torchvision first: loading triton (torchvision -> torch._dynamo -> triton) after
@@ -77,24 +81,33 @@ def main(argv=None):
     import _torch_nets as T
 
     torch.set_num_threads(args.threads)
+    tf32 = args.precision == "fast"  # matching precision on both sides
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     warnings.simplefilter("ignore")
     pair = T.make_pair("paper_cnn_full", dtype=np.float32)
-    model, variables = pair.torch_model, pair.variables
+    model, variables = pair.torch_model.to(args.device), pair.variables
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(args.batch, 32, 32, 3)).astype(np.float32)
     target = T.jax_logits(pair, x).argmax(-1)
     xj, tj = jnp.asarray(x), jnp.asarray(target)
-    xt, tt = T.to_torch(x), torch.as_tensor(target)
+    xt, tt = T.to_torch(x).to(args.device), torch.as_tensor(target).to(args.device)
+
+    def sync(out):
+        """Wait for an accelerator's queue, so that a timed call includes the work."""
+        if args.device != "cpu":
+            torch.cuda.synchronize()
+        return out
 
     def jaxattr_fn(method):
-        fn = ja.explain(pair.apply_fn, method)
+        fn = ja.explain(pair.apply_fn, method, precision=args.precision)
         return lambda: jax.block_until_ready(fn(variables, xj, tj))
 
     def captum_fn(make, **kwargs):
         algo = make(model)
 
         def run():
-            return algo.attribute(xt.clone().requires_grad_(True), target=tt, **kwargs)
+            return sync(algo.attribute(xt.clone().requires_grad_(True), target=tt, **kwargs))
         return run
 
     def zennit_fn(composite):
@@ -107,7 +120,7 @@ def main(argv=None):
         attributor.__enter__()  # composite registered once, as in a `with` block around a loop
 
         def run():
-            return attributor(xt.clone().requires_grad_(True), seed)[1]
+            return sync(attributor(xt.clone().requires_grad_(True), seed)[1])
         run.close = lambda: attributor.__exit__(None, None, None)
         return run
 
@@ -141,12 +154,13 @@ def main(argv=None):
     def curve_fn(rel, **kwargs):
         xs, rs, ts = jnp.asarray(xa), jnp.asarray(rel), jnp.asarray(ta)
         return lambda: jax.block_until_ready(ja.evaluation.perturbation_curve(
-            pair.apply_fn, variables, xs, ts, rs, perturbation="zeros", progress=False, **kwargs))
+            pair.apply_fn, variables, xs, ts, rs, perturbation="zeros", progress=False,
+            precision=args.precision, **kwargs))
 
     def quantus_fn(metric, rel):
         a = T.to_torch(rel).numpy()
         return lambda: metric(model=model, x_batch=xa_nchw, y_batch=ta, a_batch=a,
-                              channel_first=True, softmax=True, device="cpu",
+                              channel_first=True, softmax=True, device=args.device,
                               batch_size=args.aopc_batch)
 
     region = f"region_perturbation_{args.steps}"
@@ -163,6 +177,7 @@ def main(argv=None):
 
     def emit(tool, what, batch, seconds, compile_s, **extra):
         rec = {"tool": tool, "what": what, "batch": batch, "seconds": round(seconds, 5),
+               "precision": args.precision, "device": args.device,
                "images_per_s": round(batch / seconds, 2), "compile_seconds": round(compile_s, 3),
                **extra}
         print(json.dumps(rec), flush=True)

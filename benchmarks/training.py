@@ -57,6 +57,8 @@ def main(argv=None) -> None:
     parser.add_argument("--dataset", choices=["digits", "cifar-shaped"], default="digits")
     parser.add_argument("--grid", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the vmapped 41-configuration grid")
+    parser.add_argument("--precision", default=None, choices=("float32", "fast", "bfloat16"),
+                        help="training precision (jaxattr.precision; default float32)")
     args = parser.parse_args(argv)
     convs = ["xla", "patches"] if args.conv == "both" else [args.conv]
     for conv in convs:
@@ -82,11 +84,13 @@ def run_all(args: argparse.Namespace, conv: str) -> None:
     configs = paper_configs()
     # patience > epochs: every configuration trains every epoch (no early stop)
     common = dict(
-        batch_size=args.batch, patience=args.epochs + 1, params=params, progress=False
+        batch_size=args.batch, patience=args.epochs + 1, params=params, progress=False,
+        precision=args.precision,
     )
     n = len(x_tr)
     base = {"tool": "jaxattr", "batch": args.batch, "model": args.model, "conv": conv,
             "dataset": args.dataset, "train_examples": n, "epochs": args.epochs,
+            "precision": args.precision or "float32",
             "xla_options": backward_options(),
             "device": jax.devices()[0].device_kind, "devices": jax.device_count()}
 

@@ -11,6 +11,7 @@ Example:
 from . import composites as composites
 from . import engine as engine
 from . import evaluation as evaluation
+from . import precision as precision
 from . import rules as rules
 from . import weight_norm as weight_norm
 from . import xla as xla
@@ -32,4 +33,4 @@ __version__ = "0.1.0"
 
 __all__ = ["attribute", "explain", "Method", "Gradient", "GradientXInput", "IntegratedGradients",
            "SmoothGrad", "DeconvNet", "GuidedBackprop", "DeepTaylor", "LRP", "DeepLIFT", "rules",
-           "composites", "engine", "evaluation", "weight_norm", "xla", "UnsupportedPrimitiveError"]
+           "composites", "engine", "evaluation", "precision", "weight_norm", "xla", "UnsupportedPrimitiveError"]

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
+from . import precision as _precision
 from .methods import Gradient, Method
 from .xla import backward_options
 
@@ -210,19 +211,21 @@ def _in_trace(tree) -> bool:
                for leaf in jax.tree_util.tree_leaves(tree))
 
 
-def _make_explain(apply_fn: Callable, method: Method) -> Callable:
-    programs: dict = {}  # data names passed at call time -> (top-level jit, nested jit)
+def _make_explain(apply_fn: Callable, method: Method, precision: Optional[str] = None) -> Callable:
+    # (data names passed at call time, resolved precision) -> (top-level jit, nested jit): a
+    # precision never reuses another's program (jax's own jit cache keys on it too)
+    programs: dict = {}
 
-    def programs_for(names: frozenset):
-        if names not in programs:
+    def programs_for(names: frozenset, resolved: str):
+        if (names, resolved) not in programs:
             static = _with_placeholders(method, names)
             # Compiler options apply to a top-level program only; inside a user's jit/grad/vmap
             # the outer program's options hold.
-            programs[names] = (
+            programs[names, resolved] = (
                 jax.jit(functools.partial(_program, apply_fn, static, False),
                         compiler_options=backward_options()),
                 jax.jit(functools.partial(_program, apply_fn, static, True)))
-        return programs[names]
+        return programs[names, resolved]
 
     def fn(params, x, target=None, key=None, **data):
         _check_x(x)
@@ -230,10 +233,12 @@ def _make_explain(apply_fn: Callable, method: Method) -> Callable:
         key = _check_key(key) if method.needs_key else None
         if data:
             data = _check_data(method, data)
-        top_level, nested = programs_for(frozenset(data))
-        if _in_trace((params, x, target, key, data)):
-            return nested(params, x, target, key, data)
-        relevance, status = top_level(params, x, target, key, data)
+        resolved = _precision.resolve(precision)  # None: the caller's matmul precision, now
+        top_level, nested = programs_for(frozenset(data), resolved)
+        with jax.default_matmul_precision(_precision.matmul_precision(resolved)):
+            if _in_trace((params, x, target, key, data)):
+                return nested(params, x, target, key, data)
+            relevance, status = top_level(params, x, target, key, data)
         status = int(np.asarray(status))  # waits for the program, whose result is read next anyway
         if status:
             _raise(status, apply_fn, method, params, x, target, data)
@@ -265,7 +270,7 @@ def _nnx_apply(graphdef) -> Callable:
     return apply
 
 
-def _explain_nnx(model, method: Method) -> Callable:
+def _explain_nnx(model, method: Method, precision: Optional[str]) -> Callable:
     from flax import nnx
 
     graphdef = []  # the model's graph, found on the first call that passes its state
@@ -277,12 +282,13 @@ def _explain_nnx(model, method: Method) -> Callable:
             if not graphdef:
                 graphdef.append(nnx.graphdef(model))
             graph = graphdef[0]
-        return explain(_nnx_apply(graph), method)(params, x, target, key, **data)
+        return explain(_nnx_apply(graph), method, precision)(params, x, target, key, **data)
 
     return fn
 
 
-def explain(apply_fn: Callable, method: Method = Gradient()) -> Callable:
+def explain(apply_fn: Callable, method: Method = Gradient(),
+            precision: Optional[str] = None) -> Callable:
     """A jitted ``(params, x, target=None, key=None, **data) -> relevance`` for ``apply_fn`` and
     ``method``.
 
@@ -297,6 +303,11 @@ def explain(apply_fn: Callable, method: Method = Gradient()) -> Callable:
     ``jax.grad`` over it work. Compiled programs are cached per ``(apply_fn, method)``: pass the
     same function object each time. A fresh lambda (or a fresh ``functools.partial``) as
     ``apply_fn`` is a new function and compiles anew on every call.
+
+    ``precision``: ``"float32"`` (float32-exact: XLA's ``HIGHEST`` on every convolution and
+    product), ``"fast"`` (the backend's default: TF32 on recent NVIDIA GPUs) or ``"bfloat16"``;
+    ``None`` (default) is the ``jax.default_matmul_precision`` active at call time if the caller
+    set one, else ``"float32"``. See :mod:`jaxattr.precision`; on CPU all give the same numbers.
 
     ``data``: arrays the method takes as traced arguments, so that a new array reuses the
     compiled program: ``reference=`` for :class:`~jaxattr.DeepLIFT`, ``baseline=`` for
@@ -324,35 +335,37 @@ def explain(apply_fn: Callable, method: Method = Gradient()) -> Callable:
     if not isinstance(method, Method):
         raise TypeError(f"method must be a jaxattr method (ja.Gradient(), ja.LRP(...), ...), got "
                         f"{type(method).__name__}")
+    precision = _precision.check(precision)
     if _is_nnx(apply_fn):  # not cached: that would keep the model alive
-        return _explain_nnx(apply_fn, method)
+        return _explain_nnx(apply_fn, method, precision)
     try:
-        return _explain_with_data(apply_fn, method)
+        return _explain_with_data(apply_fn, method, precision)
     except TypeError as err:  # unhashable apply_fn: compile without the cache
         if "unhashable" not in str(err):
             raise
-        return _explain_with_data.__wrapped__(apply_fn, method)
+        return _explain_with_data.__wrapped__(apply_fn, method, precision)
 
 
 @functools.lru_cache(maxsize=64)
-def _explain_with_data(apply_fn: Callable, method: Method) -> Callable:
+def _explain_with_data(apply_fn: Callable, method: Method, precision: Optional[str]) -> Callable:
     """The cached program of ``method`` without its arrays, the arrays bound as call arguments."""
     static, defaults = _split_data(method)
-    fn = _programs_of(apply_fn, static)
+    fn = _programs_of(apply_fn, static, precision)
     return functools.partial(fn, **defaults) if defaults else fn
 
 
-def _programs_of(apply_fn: Callable, static: Method) -> Callable:
+def _programs_of(apply_fn: Callable, static: Method, precision: Optional[str]) -> Callable:
     try:
-        return _explain_cached(apply_fn, static)
+        return _explain_cached(apply_fn, static, precision)
     except TypeError as err:
         if "unhashable" not in str(err):
             raise
-        return _make_explain(apply_fn, static)
+        return _make_explain(apply_fn, static, precision)
 
 
 def attribute(apply_fn: Callable, params: Any, x: Array, target: Optional[Array] = None,
-              method: Method = Gradient(), key: Optional[Array] = None) -> Array:
+              method: Method = Gradient(), key: Optional[Array] = None,
+              precision: Optional[str] = None) -> Array:
     """Attribution of ``apply_fn(params, x)[i, target[i]]`` to ``x``; same shape as ``x``.
 
     Args:
@@ -366,14 +379,19 @@ def attribute(apply_fn: Callable, params: Any, x: Array, target: Optional[Array]
             array in it (``DeepLIFT(reference=array)``) is traced data: a new array does not
             recompile.
         key: PRNG key for stochastic methods (SmoothGrad); defaults to ``jax.random.key(0)``.
+        precision: ``"float32"`` (exact), ``"fast"`` or ``"bfloat16"``; ``None`` = the active
+            ``jax.default_matmul_precision`` if one is set, else ``"float32"`` (see
+            :func:`explain` and :mod:`jaxattr.precision`).
 
     Raises:
         TypeError / ValueError: with what to change, for non-float or empty ``x``, NaN/Inf,
             a model that rejects ``x``, output not (batch, classes), bad ``target`` or ``key``,
-            and any x-dependent primitive no rule covers (:class:`UnsupportedPrimitiveError`).
+            and any x-dependent primitive no rule covers (:class:`UnsupportedPrimitiveError`);
+            a ``precision`` that is not one of the names.
     """
+    precision = _precision.check(precision)
     if not isinstance(method, Method) or _is_nnx(apply_fn):
-        return explain(apply_fn, method)(params, x, target, key)
+        return explain(apply_fn, method, precision)(params, x, target, key)
     # a new array in the method (DeepLIFT(reference=array)) is call data, not a new cache entry
     static, data = _split_data(method)
-    return _programs_of(apply_fn, static)(params, x, target, key, **data)
+    return _programs_of(apply_fn, static, precision)(params, x, target, key, **data)

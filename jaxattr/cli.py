@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--perturbation", default=None, choices=("uniform", "zeros", "mean", "blur"),
                    help=f"fill of perturbed pixels (default: {d['perturbation']})")
     s.add_argument("--seed", type=int, default=None, help=f"random seed (default: {d['seed']})")
+    s.add_argument("--precision", default=None, choices=("float32", "fast", "bfloat16"),
+                   help="arithmetic of training, explanations and perturbation forwards: float32 "
+                        "(exact, XLA 'highest'), fast (what the backend does unasked: TF32 on recent NVIDIA "
+                        "GPUs) or bfloat16 (bfloat16 training with float32 master weights) "
+                        f"(default: {d['precision']})")
     s.add_argument("--quick", action="store_true",
                    help="a small preset: " + ", ".join(f"{k}={_listed(v)}" for k, v in QUICK.items()))
     s.add_argument("--out", required=True, help="output folder (resumed if it exists)")
@@ -137,7 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         options = dict(QUICK) if args.quick else {}
         for name in ("dataset", "folds", "decays", "groups", "methods", "epochs", "patience",
                      "batch_size", "learning_rate", "width", "eval_size", "region", "steps",
-                     "perturbation", "seed"):
+                     "perturbation", "seed", "precision"):
             value = getattr(args, name)
             if value is not None:
                 options[name] = value

@@ -62,6 +62,41 @@ def test_training_benchmark_runs():
     assert rows and all(r["examples_per_s"] > 0 for r in rows), rows
 
 
+def test_gpu_script_runs_every_section_at_small_sizes(tmp_path):
+    """``SMALL=1 bash benchmarks/gpu.sh OUTDIR`` on CPU: every section runs (or says why it is
+    skipped) and its JSON lines land in one folder, tagged with their section."""
+    import os
+    import subprocess
+
+    out = tmp_path / "gpu"
+    env = {**os.environ, "SMALL": "1", "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(BENCHMARKS / "gpu.sh"), str(out)], env=env,
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    status = [json.loads(line) for line in (out / "status.jsonl").read_text().splitlines()]
+    ran = {s["section"] for s in status if s["rc"] is not None}
+    assert {"attribution", "aopc", "training", "precision", "study"} <= ran
+    assert all(s["rc"] == 0 for s in status if s["rc"] is not None), status
+    skipped = {s["section"]: s["note"] for s in status if s["rc"] is None}
+    assert set(skipped) <= {"peers", "study_fold0", "tests"}
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        assert "not installed" in skipped["peers"]
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    by = {}
+    for row in rows:
+        by.setdefault(row["section"], []).append(row)
+    assert by["env"][0]["backend"] == "cpu"
+    assert {r["what"] for r in by["attribution"]} >= {"forward", "gradient"}
+    assert all(r["precision"] == "float32" for r in by["attribution"] if r["what"] != "call_overhead")
+    assert {r["what"] for r in by["aopc"]} == {"forward", "aopc_3"}
+    assert by["training"][0]["precision"] == "bfloat16" and by["training"][0]["examples_per_s"] > 0
+    errors = {r["precision"]: r["rel_max_error"] for r in by["precision"]}
+    assert set(errors) == {"float32", "fast"} and max(errors.values()) < 1e-5  # CPU: float32 both
+    assert by["study"][0]["rc"] == 0
+
+
 def test_zoo_benchmark_runs():
     rows = _run("zoo", ["--small", "--repeats", "1", "--models", "gru", "vit_mean_nnx",
                         "--methods", "gradient", "guided_backprop", "lrp.epsilon_plus"])

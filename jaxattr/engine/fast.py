@@ -11,6 +11,12 @@ backend runs them. :func:`fast_impl` picks one for a node, or ``None``.
   keeps its forward and gets an im2col backward (:func:`narrow_conv`): XLA's CPU backend runs
   the transposed convolution to 1–4 output channels poorly vectorised (paper CNN, batch 128,
   32×32×3 → 32: 10.6 ms, against 1.9 ms as a matrix product plus shifted sums).
+
+Both were measured faster on XLA's CPU backend only, so :data:`FAST_PATHS` turns them on per
+backend: on CPU both, on GPU and TPU none (their convolutions and reductions are XLA's own;
+nothing CPU-specific is forced on an accelerator). The backend is ``jax.default_backend()``
+when the program is traced. The max-pool *rule* (first-maximum routing on strided views,
+:mod:`jaxattr.rules.pooling`) is part of the method's definition and applies everywhere.
 """
 
 from __future__ import annotations
@@ -22,15 +28,24 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["NARROW_CHANNELS", "fast_impl", "narrow_conv", "split_windows", "tiled_max_pool",
+__all__ = ["FAST_PATHS", "NARROW_CHANNELS", "fast_impl", "narrow_conv", "split_windows", "tiled_max_pool",
            "window_tiles"]
 
 #: Input channels up to which a stride-1 convolution gets the im2col backward.
 NARROW_CHANNELS = 4
 
 
-def fast_impl(node, in_avals: Sequence[Any]) -> Optional[Callable]:
-    """A faster implementation of ``node`` (a :class:`jaxattr.engine.trace.Node`), or ``None``."""
+#: Primitives with a faster implementation, per backend (measured on that backend); a backend
+#: not listed gets none.
+FAST_PATHS: dict[str, frozenset] = {"cpu": frozenset({"reduce_window_max", "conv_general_dilated"})}
+
+
+def fast_impl(node, in_avals: Sequence[Any], backend: Optional[str] = None) -> Optional[Callable]:
+    """A faster implementation of ``node`` (a :class:`jaxattr.engine.trace.Node`) on ``backend``
+    (``None``: ``jax.default_backend()``), or ``None``."""
+    backend = jax.default_backend() if backend is None else backend
+    if node.prim not in FAST_PATHS.get(backend, ()):
+        return None
     make = {"reduce_window_max": tiled_max_pool, "conv_general_dilated": narrow_conv}.get(node.prim)
     if make is None or any(a is None for a in in_avals):
         return None

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from jaxattr import precision as _precision
 from jaxattr.evaluation import regions
 from jaxattr.evaluation.aopc import (
     DEFAULT_FRACTIONS,
@@ -81,6 +82,7 @@ def evaluate(
     devices: Sequence[jax.Device] | None = None,
     progress: bool = True,
     reduce: str = "sum",
+    precision: str | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """AOPC and confidence drops for every method, one row per image × method.
 
@@ -98,7 +100,7 @@ def evaluate(
         callable ``(params, x, target) -> relevance`` (e.g. ``jaxattr.explain(apply_fn,
         method)``).
       region, steps, perturbation, score, key, chunk_size, low, high, blur_sigma, shard,
-        devices, progress, reduce: as in :func:`jaxattr.evaluation.perturbation_curve`
+        devices, progress, reduce, precision: as in :func:`jaxattr.evaluation.perturbation_curve`
         (defaults: the paper's protocol, ``region=1``, ``steps=10``; regions ranked by their
         *signed* relevance summed over channels, ``reduce="sum"``).
       fractions: confidence-drop fractions (as in
@@ -152,12 +154,15 @@ def evaluate(
     _check_score(score)
     _check_chunk_size(chunk_size)
     regions.check_reduce(reduce)
+    _precision.check(precision)
     target = _check_target(target, batch, _check_model(apply_fn, params, x))
     if target is None:
-        target = _predict(apply_fn, params, x)
+        with _precision.context(precision):
+            target = _predict(apply_fn, params, x)
     options = dict(
         region=region, perturbation=perturbation, score=score, key=key, chunk_size=chunk_size, low=low, high=high,
         blur_sigma=blur_sigma, shard=shard, devices=devices, progress=progress, reduce=reduce,
+        precision=precision,
     )
     runs = [(name, value, "morf") for name, value in explanations.items()]
     if random_baseline:

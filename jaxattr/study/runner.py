@@ -32,6 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import composites, rules
+from .. import precision as _precision
 from .. import methods as M
 from ..api import explain
 from ..data import load_dataset
@@ -84,7 +85,7 @@ BARRIER_TIMEOUT = 1800
 DEFAULTS = dict(dataset="digits", folds=10, decays=PAPER_DECAYS, groups=GROUPS, methods=PAPER_METHODS,
                 epochs=100, patience=10, batch_size=64, learning_rate=1e-3, width="paper",
                 val_fraction=0.1, eval_size=None, region=1, steps=10, perturbation="uniform",
-                score="probability", seed=0)
+                score="probability", seed=0, precision="float32")
 #: ``--quick``: a few minutes on a 2-core CPU.
 QUICK = dict(folds=2, decays=(0.0, 1e-2), groups=("D", "A"), methods=("gradient", "lrp"), epochs=12,
              patience=4, width="small", eval_size=64)
@@ -120,6 +121,9 @@ def study_config(**options: Any) -> StudyConfig:
         raise ValueError(f"eval_size must be None (all test images) or an integer >= 1, got {eval_size!r}")
     training = {k: o[k] for k in ("epochs", "patience", "batch_size", "learning_rate", "width",
                                   "val_fraction")}
+    # recorded only when not the default, so studies written before the option resume as they are
+    if _precision.check(o["precision"], "precision") not in (None, "float32"):
+        training["precision"] = o["precision"]
     perturbation = {k: o[k] for k in ("eval_size", "region", "steps", "perturbation", "score")}
     perturbation["fractions"] = list(DROP_FRACTIONS)
     return StudyConfig(dataset=o["dataset"], folds=int(o["folds"]), decays=tuple(o["decays"]),
@@ -158,6 +162,12 @@ def _fast_model(model: PaperCNN, image_shape: Sequence[int]) -> PaperCNN:
     if jax.default_backend() == "cpu" and max(image_shape[:2]) <= PATCHES_MAX_SIDE:
         return model.clone(conv_general_dilated=patches_conv)
     return model
+
+
+def _study_precision(config: StudyConfig) -> str:
+    """The study's precision (:mod:`jaxattr.precision`) for training, explanations and the
+    perturbation forwards."""
+    return config.training.get("precision", "float32")
 
 
 def _grid_config(unit: Unit) -> Config:
@@ -204,7 +214,7 @@ def _train_fold(store: ResultsStore, model, units: Sequence[Unit], data, fold: i
             model, [_grid_config(u) for u in batch], x_train, y_train, x_val, y_val,
             epochs=t["epochs"], batch_size=t["batch_size"], learning_rate=t["learning_rate"],
             patience=t["patience"], seed=store.config.seed * 1000 + fold, strategy=grid_strategy(),
-            progress=progress)
+            progress=progress, precision=_study_precision(store.config))
         for i, unit in enumerate(batch):
             if not checkpoint_exists(store.checkpoint_dir(unit)):
                 pick = lambda a: np.asarray(a)[i]
@@ -238,15 +248,18 @@ def _evaluate_unit(store: ResultsStore, model, unit: Unit, methods: Sequence[str
     forward = (fast_model or model).apply
     p = store.config.perturbation
     x = jnp.asarray(x_test)
-    logits = jax.jit(forward)(variables, x)
+    precision = _study_precision(store.config)
+    with _precision.context(precision):
+        logits = jax.jit(forward)(variables, x)
     accuracy = float((jnp.argmax(logits, -1) == jnp.asarray(y_test)).mean())
     target = jnp.asarray(y_test, jnp.int32)  # explain the true class, as the paper's confidence
-    explanations = {m: _in_batches(explain(apply_fn, METHODS[m])) for m in methods if m != RANDOM_METHOD}
+    explanations = {m: _in_batches(explain(apply_fn, METHODS[m], precision))
+                    for m in methods if m != RANDOM_METHOD}
     table, curves = evaluate(
         forward, variables, x, target, explanations, region=p["region"], steps=p["steps"],
         fractions=tuple(p["fractions"]), perturbation=p["perturbation"], score=p["score"],
         key=_unit_key(store.config, unit), random_baseline=RANDOM_METHOD in methods,
-        chunk_size=EVAL_CHUNK, return_curves=True, progress=False)
+        chunk_size=EVAL_CHUNK, return_curves=True, progress=False, precision=precision)
     rows = table.drop(columns=["index", "target"]).groupby("method", sort=False).mean().reset_index()
     rows["accuracy"] = accuracy
     store.write_arrays("curves", unit, {m: np.asarray(c).mean(0) for m, c in curves.items()})
@@ -277,7 +290,8 @@ def _open_store(config: StudyConfig, out, overwrite: bool, processes: Processes)
 
 
 def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, progress: bool = True,
-              data: Optional[tuple] = None, processes: Processes = SINGLE) -> StudyResult:
+              data: Optional[tuple] = None, processes: Processes = SINGLE,
+              only_folds: Optional[Sequence[int]] = None) -> StudyResult:
     """Run (or resume) the study ``config`` in folder ``out``; write results.csv and report.md.
 
     ``data``: ``(x, y)`` instead of loading ``config.dataset`` (tests, custom data).
@@ -287,6 +301,8 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, 
     (:func:`jaxattr.study.distributed.share`) and writes only their files, and process 0 writes
     results.csv and the report once every unit is done. The folder ends as a single process
     leaves it. The returned counts are this process's.
+    ``only_folds``: run only these folds now (a benchmark's first fold, a study split over
+    sessions); the others stay pending and a later run resumes them.
     """
     start = time.perf_counter()
     store = _open_store(config, out, overwrite, processes)
@@ -297,6 +313,9 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, 
     model = _model(config, int(y.max()) + 1)
     fast_model = _fast_model(model, x.shape[1:])
     pending = store.pending()
+    skipped = len(config.units()) - len(pending)
+    if only_folds is not None:
+        pending = [(unit, missing) for unit, missing in pending if unit.fold in set(only_folds)]
     processes.barrier("planned", BARRIER_TIMEOUT)  # every process has read the same pending list
     mine = [item for job in share(_jobs(store, pending), processes) for item in job]
     by_fold = defaultdict(list)
@@ -326,15 +345,16 @@ def run_study(config: StudyConfig, out: str | Path, *, overwrite: bool = False, 
     bar.close()
     models_bar.close()
     if processes.count > 1:
-        total = len(config.units())
-        wait_for_units(lambda: total - len(store.pending()), total, processes,
+        wanted = lambda unit: only_folds is None or unit.fold in set(only_folds)  # noqa: E731
+        total = sum(1 for unit in config.units() if wanted(unit))
+        wait_for_units(lambda: total - sum(1 for unit, _ in store.pending() if wanted(unit)), total, processes,
                        log=(lambda text: print(text, file=sys.stderr, flush=True)) if progress else None)
     results_csv, report = store.results_path, store.root / "report.md"
     if processes.is_main:
         results_csv = store.write_results_csv()
         report = make_report(store)
     processes.barrier("done", BARRIER_TIMEOUT)  # the others leave once the report is written
-    return StudyResult(Path(out), results_csv, report, evaluated, len(config.units()) - len(pending),
+    return StudyResult(Path(out), results_csv, report, evaluated, skipped,
                        trained, time.perf_counter() - start)
 
 

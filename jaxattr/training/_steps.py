@@ -1,17 +1,26 @@
 """The pure per-configuration pieces of an epoch, and how a grid maps them (private).
 
-An epoch is driven from the host (:func:`jaxattr.training.loop._fit`): one jitted
-call per training batch, one per validation chunk and one to close the epoch. The
-batches are not scanned inside one program on purpose: on XLA's CPU backend the
-convolutions of a ``while`` loop body (``lax.scan``/``lax.map``) run about 2.4×
-slower than the same step compiled on its own (paper CNN, digits, batch 64), and a
-dispatch per batch costs well under a millisecond.
+An epoch's training batches run either from the host (one jitted call per batch) or
+as one compiled loop (``lax.fori_loop`` over the batches, :func:`train_epoch`), chosen
+per backend by :func:`epoch_loop`: on XLA's CPU backend the convolutions of a
+``while`` loop body run about 2.4× slower than the same step compiled on its own
+(paper CNN, digits, batch 64) and a dispatch per batch costs well under a
+millisecond, so CPU keeps the host loop; on accelerators, where a dispatch per small
+step costs more than the step, the epoch is one program. Both give the same
+parameters (the same steps in the same order). Validation runs one call per chunk and
+one closes the epoch.
+
+Precision (:mod:`jaxattr.precision`): every function is traced under the setting's
+``jax.default_matmul_precision``; ``"bfloat16"`` also runs the model on bfloat16
+copies of the parameters and inputs (float32 master weights, loss and optimiser).
 
 Every function here works on one configuration; :func:`over_configs` vmaps it over
 the leading configuration axis of a grid (and shards that axis over devices).
 """
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
@@ -20,6 +29,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, PartitionSpec
 
+from jaxattr import precision as _precision
 from jaxattr.training.early_stopping import EarlyStoppingState, early_stopping_update
 from jaxattr.training.l2 import grouped_adam_l2, grouped_l2_penalty
 
@@ -47,6 +57,54 @@ class Steps(NamedTuple):
     end_epoch: Callable[..., tuple[Carry, dict[str, jax.Array]]]
 
 
+def epoch_loop(backend: str | None = None) -> str:
+    """``"host"`` (one jitted call per batch) on CPU, ``"compiled"`` (the epoch's batches
+    as one ``lax.fori_loop``) on other backends; ``JAXATTR_EPOCH_LOOP=host|compiled``
+    overrides the choice."""
+    forced = os.environ.get("JAXATTR_EPOCH_LOOP", "")
+    if forced:
+        if forced not in ("host", "compiled"):
+            raise ValueError(f"JAXATTR_EPOCH_LOOP must be 'host' or 'compiled', got {forced!r}")
+        return forced
+    backend = jax.default_backend() if backend is None else backend
+    return "host" if backend == "cpu" else "compiled"
+
+
+def train_epoch(train_step: Callable[..., Carry]) -> Callable[..., Carry]:
+    """``(carry, decays, x, y, idx, w) -> carry``: ``train_step`` over every batch of
+    ``idx`` (``(steps, batch)``) in one ``lax.fori_loop``."""
+
+    def epoch(carry: Carry, decays: Decays, x, y, idx, w) -> Carry:
+        body = lambda step, c: train_step(c, decays, x, y, idx, w, step)  # noqa: E731
+        return jax.lax.fori_loop(0, idx.shape[0], body, carry)
+
+    return epoch
+
+
+def _under_precision(fn: Callable, precision: str) -> Callable:
+    """``fn`` traced under ``precision``'s matmul precision."""
+
+    @functools.wraps(fn)
+    def wrapped(*args):
+        with jax.default_matmul_precision(_precision.matmul_precision(precision)):
+            return fn(*args)
+
+    return wrapped
+
+
+def _model_fn(apply_fn: ApplyFn, precision: str) -> ApplyFn:
+    """float32 logits of ``apply_fn``; with ``"bfloat16"`` computed on bfloat16 copies of the
+    floating parameters and inputs (their gradients flow back to the float32 masters)."""
+    if precision != "bfloat16":
+        return apply_fn
+    half = lambda a: a.astype(jnp.bfloat16) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
+
+    def forward(params, x):
+        return apply_fn(jax.tree.map(half, params), half(x)).astype(jnp.float32)
+
+    return forward
+
+
 def make_steps(
     apply_fn: ApplyFn,
     labels: PyTree,
@@ -54,6 +112,7 @@ def make_steps(
     learning_rate: float,
     patience: int,
     coupled: bool,
+    precision: str = "float32",
 ) -> Steps:
     """The three per-configuration functions of an epoch.
 
@@ -65,7 +124,11 @@ def make_steps(
       cross-entropy and correct predictions to ``carry.val_sums``.
     * ``end_epoch(carry, decays, n_train, n_val)``: the epoch's metrics, the
       early-stopping update and the copy of the best parameters; resets the sums.
+
+    ``precision``: a resolved setting of :mod:`jaxattr.precision` (``"float32"``,
+    ``"fast"``, ``"bfloat16"`` or a user's ``jax.default_matmul_precision`` value).
     """
+    apply_fn = _model_fn(apply_fn, precision)
 
     def train_step(carry: Carry, decays: Decays, x, y, idx, w, step) -> Carry:
         tx = grouped_adam_l2(learning_rate, decays, labels, coupled=coupled)
@@ -127,7 +190,7 @@ def make_steps(
         )
         return new, metrics
 
-    return Steps(train_step, eval_chunk, end_epoch)
+    return Steps(*(_under_precision(fn, precision) for fn in (train_step, eval_chunk, end_epoch)))
 
 
 def over_configs(

@@ -23,9 +23,16 @@ seed. With several devices the configuration axis is sharded over them
 configurations one after another, ``train_grid`` does the latter by default
 (``strategy``).
 
-The host loop makes one jitted call per training batch, one per validation chunk
-and one to close the epoch (see :mod:`jaxattr.training._steps` for why not one
-``lax.scan`` per epoch), shuffles with numpy and shows a tqdm bar.
+The data is put on the device once. On CPU the host loop makes one jitted call per
+training batch; on accelerators an epoch's batches run as one compiled loop (see
+:mod:`jaxattr.training._steps` for why CPU differs); then one call per validation chunk
+and one to close the epoch. Shuffling is numpy's; a tqdm bar shows the epochs.
+
+``precision`` (:mod:`jaxattr.precision`): ``"float32"`` (default, exact: XLA's
+``HIGHEST``; on CPU the same numbers as XLA's default), ``"fast"`` (the backend's
+default, TF32 on recent NVIDIA GPUs) or ``"bfloat16"`` (bfloat16 compute with float32
+master weights, optimiser state and loss); ``None`` = the active
+``jax.default_matmul_precision`` if set, else ``"float32"``.
 """
 from __future__ import annotations
 
@@ -46,7 +53,8 @@ from tqdm.auto import tqdm
 from jaxattr.training._checks import check_examples, check_positive_int
 from jaxattr.training.checkpoint import save_checkpoint
 from jaxattr.training.configs import Config
-from jaxattr.training._steps import Carry, make_steps, over_configs
+from jaxattr import precision as _precision
+from jaxattr.training._steps import Carry, epoch_loop, make_steps, over_configs, train_epoch
 from jaxattr.training.early_stopping import early_stopping_init
 from jaxattr.training.groups import (
     NOT_DECAYED,
@@ -129,10 +137,11 @@ class _Compiled(NamedTuple):
     eval_chunk: Callable[..., Carry]
     end_epoch: Callable[..., tuple[Carry, dict[str, jax.Array]]]
     opt_init: Callable[[PyTree], PyTree]
+    train_epoch: Callable[..., Carry] | None = None  # the epoch as one compiled loop
 
 
 @functools.lru_cache(maxsize=16)
-def _compile(model, label_leaves, label_treedef, static_args, grid, mesh) -> _Compiled:
+def _compile(model, label_leaves, label_treedef, static_args, grid, mesh, loop="host") -> _Compiled:
     labels = jax.tree_util.tree_unflatten(label_treedef, label_leaves)
     static = dict(static_args)
     steps = make_steps(_apply_fn(model), labels, **static)
@@ -145,8 +154,10 @@ def _compile(model, label_leaves, label_treedef, static_args, grid, mesh) -> _Co
     tx = grouped_adam_l2(static["learning_rate"], zero, labels, coupled=static["coupled"])
     # The train step has a backward pass: multi-threaded convolutions on CPU (see jaxattr.xla).
     options = [backward_options(), {}, {}]
+    epoch = (jax.jit(train_epoch(fns[0]), donate_argnums=0, compiler_options=options[0])
+             if loop == "compiled" else None)
     return _Compiled(*(jax.jit(fn, donate_argnums=0, compiler_options=o) for fn, o in zip(fns, options)),
-                     jax.jit(tx.init))
+                     jax.jit(tx.init), epoch)
 
 
 def _compiled(
@@ -155,7 +166,7 @@ def _compiled(
     """The jitted (for a grid vmapped) epoch pieces and optimiser init, cached per
     model and settings so that repeated calls (folds, benchmarks) compile once."""
     leaves, treedef = jax.tree_util.tree_flatten(labels)
-    key = (model, tuple(leaves), treedef, tuple(sorted(static.items())), grid, mesh)
+    key = (model, tuple(leaves), treedef, tuple(sorted(static.items())), grid, mesh, epoch_loop())
     try:
         hash(key)
     except TypeError:  # a module with unhashable attributes: no caching
@@ -278,8 +289,11 @@ def _fit(
     with tqdm(range(epochs), desc=desc, disable=not progress, leave=False) as bar:
         for e in bar:
             idx, w = put(_batches(seed, e, n_train, batch_size))
-            for step in range(idx.shape[0]):
-                carry = fns.train_step(carry, decays, x_train, y_train, idx, w, step)
+            if fns.train_epoch is not None:  # accelerators: the epoch is one program
+                carry = fns.train_epoch(carry, decays, x_train, y_train, idx, w)
+            else:
+                for step in range(idx.shape[0]):
+                    carry = fns.train_step(carry, decays, x_train, y_train, idx, w, step)
             for xc, yc, wc in val_chunks:
                 carry = fns.eval_chunk(carry, xc, yc, wc)
             carry, metrics = fns.end_epoch(carry, decays, float(n_train), n_val)
@@ -357,6 +371,7 @@ def train(
     eval_batch_size: int = DEFAULT_EVAL_BATCH_SIZE,
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
+    precision: str | None = None,
 ) -> tuple[PyTree, TrainHistory]:
     """Train one configuration with L2 ``decay`` on ``group`` and early stopping.
 
@@ -386,6 +401,8 @@ def train(
       progress: show a tqdm bar over epochs.
       checkpoint_dir: if given, the best parameters and the history are saved
         there with orbax (see :func:`jaxattr.training.checkpoint.save_checkpoint`).
+      precision: ``"float32"`` (default), ``"fast"`` or ``"bfloat16"`` (bfloat16
+        compute, float32 master weights); see the module docstring.
 
     Returns:
       ``(best_params, history)``.
@@ -405,7 +422,7 @@ def train(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         patience=patience, seed=seed, coupled=coupled, params=params,
         eval_batch_size=eval_batch_size, progress=progress,
-        checkpoint_dir=checkpoint_dir,
+        checkpoint_dir=checkpoint_dir, precision=precision,
     )
 
 
@@ -442,6 +459,7 @@ def train_grid(
     strategy: str = "auto",
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
+    precision: str | None = None,
 ) -> tuple[PyTree, TrainHistory]:
     """Train every configuration of ``configs``, by default as one vmapped program.
 
@@ -468,6 +486,7 @@ def train_grid(
         to a multiple of the device count); default: when there are several.
         Only for ``strategy="vmap"``.
       strategy: ``"vmap"``, ``"sequential"`` or ``"auto"`` (see above).
+      precision: as in :func:`train`.
       Other arguments: as :func:`train`.
 
     Returns:
@@ -480,7 +499,7 @@ def train_grid(
     common = dict(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         patience=patience, seed=seed, coupled=coupled, params=params,
-        eval_batch_size=eval_batch_size, progress=progress,
+        eval_batch_size=eval_batch_size, progress=progress, precision=precision,
     )
     if strategy == "vmap":
         return _run(
@@ -551,9 +570,11 @@ def _run(
     eval_batch_size: int,
     progress: bool,
     checkpoint_dir: str | os.PathLike | None,
+    precision: str | None = None,
 ) -> tuple[PyTree, TrainHistory]:
     """Shared body of :func:`train` (``grid=False``) and :func:`train_grid`."""
     _check_common(epochs, batch_size, patience)
+    precision = _precision.resolve(precision)
     params, data = _prepare(
         model, x_train, y_train, x_val, y_val,
         params=params, seed=seed, eval_batch_size=eval_batch_size,
@@ -562,7 +583,7 @@ def _run(
     mesh, padded = _config_mesh(len(configs), shard) if grid else (None, None)
     fns = _compiled(
         model, labels, grid, mesh, learning_rate=learning_rate, patience=patience,
-        coupled=coupled,
+        coupled=coupled, precision=precision,
     )
     run = configs + [configs[-1]] * ((padded or 1) - len(configs))
     decays = _config_decays(run, params, labels)
