@@ -98,7 +98,7 @@ def test_nnx_model_segments_without_names():
     (lambda p, x: jnp.sort(x @ p, axis=-1), "sort"),
     (lambda p, x: jax.nn.softmax(x @ p), "softmax"),
     (lambda p, x: (x @ p) @ (x @ p).T, "two x-dependent"),  # attention-like: no rule yet
-    (lambda p, x: (x * x.sum(-1, keepdims=True)) @ p, "x-dependent"),
+    (lambda p, x: (x / x.sum(-1, keepdims=True)) @ p, "x-dependent"),
 ])
 def test_uncovered_primitives_raise(fn, match):
     p = jnp.ones((3, 3))
