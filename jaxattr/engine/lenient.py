@@ -28,22 +28,10 @@ the derivative stays the true one.
 
 from __future__ import annotations
 
-import numpy as np
-
-from .segment import Segment, activation_name
+from .segment import Segment, activation_name, is_zero
 from .trace import Graph, Lit, Node, is_var
 
 __all__ = ["clamps_a_root", "is_relu", "is_relu_segment", "lenient_segments"]
-
-
-def _is_zero(atom) -> bool:
-    if not isinstance(atom, Lit):
-        return False
-    try:
-        value = np.asarray(atom.value)
-    except Exception:  # noqa: BLE001 - a traced constant: not a known zero
-        return False
-    return value.size > 0 and bool(np.all(value == 0))
 
 
 def is_relu(node: Node, tainted) -> bool:
@@ -55,7 +43,7 @@ def is_relu(node: Node, tainted) -> bool:
     if node.prim == "custom_jvp_call":
         return len(node.ins) == 1 and (activation_name(node) == "relu" or _inlined_relu(node))
     if node.prim == "max" and len(node.ins) == 2:
-        return any(_is_zero(a) for a in node.ins)
+        return any(is_zero(a) for a in node.ins)
     return False
 
 
@@ -65,7 +53,7 @@ def _inlined_relu(node: Node) -> bool:
     inner = node.params.get("call_jaxpr")
     eqns = getattr(getattr(inner, "jaxpr", inner), "eqns", ())
     return (len(eqns) == 1 and eqns[0].primitive.name == "max"
-            and any(_is_zero(Lit(a.val)) for a in eqns[0].invars if hasattr(a, "val")))
+            and any(is_zero(Lit(a.val)) for a in eqns[0].invars if hasattr(a, "val")))
 
 
 def is_relu_segment(segment: Segment) -> bool:

@@ -37,6 +37,7 @@ import dataclasses
 from typing import Optional
 
 import jax.numpy as jnp
+import numpy as np
 
 from .trace import Graph, Lit, Node, is_var
 
@@ -66,10 +67,12 @@ LINEAR_PRIMS = frozenset({"dot_general", "conv_general_dilated"})
 #: ``Conv2d`` a ``squeeze``), so ``z = a ⊙ P(lin(x, W)) + c`` is still one folded layer
 RELAYOUT = frozenset({"transpose", "reshape", "squeeze", "expand_dims", "broadcast_in_dim",
                       "copy", "copy_p"})
-#: reductions that normalise over the class axis when they follow the last linear layer
-_OUTPUT_REDUCTIONS = frozenset({"reduce_max", "reduce_min", "reduce_sum", "argmax", "argmin",
-                                "cumsum", "cumlogsumexp", "cummax", "cummin", "reduce_prod"})
 MAXES = frozenset({"reduce_window_max", "reduce_max", "reduce_window_min", "reduce_min"})
+#: reductions: a product one of whose factors passes through one is a normalisation
+_REDUCTIONS = SUMS | MAXES | {"reduce_prod", "argmax", "argmin"}
+#: reductions that normalise over the class axis when they follow the last linear layer (the
+#: windowed ones have no ``axes`` and never match there)
+_OUTPUT_REDUCTIONS = _REDUCTIONS | {"cumlogsumexp", "cummax", "cummin"}
 
 
 class UnsupportedPrimitiveError(ValueError):
@@ -242,7 +245,6 @@ def segment(graph: Graph) -> list:
     return segments
 
 
-_REDUCTIONS = SUMS | MAXES | {"reduce_prod", "argmax", "argmin"}
 
 
 def _normalised(pair, producer: dict, graph: Graph, limit: int = 64) -> Optional[tuple]:
@@ -286,10 +288,7 @@ def _zero_pad(node: Node, graph: Graph, producer: dict) -> bool:
     if node.prim != "pad" or not is_var(node.ins[0]) or node.ins[0] not in graph.tainted:
         return False
     value = _constant(node.ins[1], producer)
-    try:
-        return value is not None and float(value) == 0.0
-    except (TypeError, ValueError):
-        return False
+    return value is not None and is_zero(Lit(value))
 
 
 def _constant(atom, producer: dict, depth: int = 4):
@@ -458,11 +457,19 @@ def activation_name(node: Node) -> str:
 def _const_zero_operand(node: Node) -> bool:
     for a in node.ins:
         if isinstance(a, Lit):
-            try:
-                return float(a.value) == 0.0
-            except (TypeError, ValueError):
-                return False
+            return is_zero(a)
     return False
+
+
+def is_zero(atom) -> bool:
+    """Whether ``atom`` is a constant known at trace time (a :class:`Lit`) holding only zeros."""
+    if not isinstance(atom, Lit):
+        return False
+    try:
+        value = np.asarray(atom.value)
+    except Exception:  # noqa: BLE001 - not a concrete value: not a known zero
+        return False
+    return value.size > 0 and bool(np.all(value == 0))
 
 
 def _needed(nodes, output) -> list:
