@@ -18,7 +18,7 @@ from jaxattr.evaluation.aopc import (
 from jaxattr.evaluation import checks
 from jaxattr.evaluation.checks import conservation, summation_to_delta
 from jaxattr.evaluation.evaluate import drop_column, evaluate
-from jaxattr.evaluation.perturbation import PERTURBATIONS, Blur, Mean, Uniform, Zeros
+from jaxattr.evaluation.perturbation import PERTURBATIONS, Blur, ChannelMean, Constant, Mean, Uniform, Zeros
 from jaxattr.evaluation.regions import ORDERS, RepeatedStepsWarning, n_regions, step_counts
 
 __all__ = [
@@ -28,6 +28,8 @@ __all__ = [
     "RepeatedStepsWarning",
     "SCORES",
     "Blur",
+    "ChannelMean",
+    "Constant",
     "Mean",
     "Uniform",
     "Zeros",

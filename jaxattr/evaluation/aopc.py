@@ -461,7 +461,7 @@ def perturbation_curve(
     region: int | Sequence[int] = 4,
     steps: int = 16,
     order: str = "morf",
-    perturbation: str | PerturbationFn = "uniform",
+    perturbation: str | PerturbationFn | jax.typing.ArrayLike = "uniform",
     score: str = "probability",
     key: jax.Array | None = None,
     chunk_size: int | None = None,
@@ -506,10 +506,14 @@ def perturbation_curve(
         ``"random"`` (the random baseline; uses ``key``). Ties: stable sort on the
         row-major region index.
       perturbation: ``"uniform"`` (``U(low, high)`` per position and channel, the paper's
-        random RGB value), ``"zeros"``, ``"mean"`` (the example's scalar mean), ``"blur"``
-        (Gaussian along the region axes, ``blur_sigma``; not for tabular rows) or a callable
-        ``(key, example) -> replacement`` called per example. All channels of a perturbed
-        position are replaced.
+        random RGB value), ``"zeros"``, ``"mean"`` (the example's scalar mean),
+        ``"channel_mean"`` (the example's per-channel mean: a sequence's mean token
+        embedding), ``"blur"`` (Gaussian along the region axes, ``blur_sigma``; not for
+        tabular rows), a constant baseline (an array: a scalar or one value per channel,
+        e.g. a ``[MASK]`` embedding: token-level evaluation of ``(batch, tokens,
+        features)`` embeddings with ``region=1`` and ``reduce="sum"`` over the features) or
+        a callable ``(key, example) -> replacement`` called per example. All channels of a
+        perturbed position are replaced.
       score: ``"probability"`` (softmax at the target; the paper's confidence), ``"logit"``,
         ``"accuracy"`` (1.0 where ``argmax == target``) or ``"sigmoid"`` (``σ`` of the
         target logit: binary and multi-label sigmoid outputs). A model with a **single
@@ -603,7 +607,7 @@ def confidence_drop(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     region: int | Sequence[int] = 1,
     order: str = "morf",
-    perturbation: str | PerturbationFn = "uniform",
+    perturbation: str | PerturbationFn | jax.typing.ArrayLike = "uniform",
     score: str = "probability",
     key: jax.Array | None = None,
     chunk_size: int | None = None,
@@ -646,7 +650,7 @@ def perturbed_inputs(
     region: int | Sequence[int] = 4,
     steps: int = 16,
     order: str = "morf",
-    perturbation: str | PerturbationFn = "uniform",
+    perturbation: str | PerturbationFn | jax.typing.ArrayLike = "uniform",
     key: jax.Array | None = None,
     low: float = 0.0,
     high: float = 1.0,

@@ -68,7 +68,7 @@ def evaluate(
     region: int | Sequence[int] = 1,
     steps: int = 10,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
-    perturbation: str | PerturbationFn = "uniform",
+    perturbation: str | PerturbationFn | jax.typing.ArrayLike = "uniform",
     score: str = "probability",
     key: jax.Array | None = None,
     chunk_size: int | None = None,

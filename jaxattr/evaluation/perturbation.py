@@ -15,6 +15,11 @@ name            replacement
 ``"mean"``      the example's scalar mean over all positions and channels (a tabular
                 row: the mean of its features — meaningful only for features on one
                 scale; pass a callable returning per-feature means otherwise)
+``"channel_mean"`` the example's mean over its positions, per channel: an image's mean
+                colour, a sequence's mean token embedding (not for tabular rows)
+an array        a constant baseline (:class:`Constant`): a scalar or one value per channel,
+                e.g. a ``[MASK]`` token's embedding for token-level evaluation of
+                ``(batch, tokens, features)`` embeddings
 ``"uniform"``   i.i.d. ``U(low, high)`` per position **and** channel — the Amorim et al.
                 "random RGB value"; ``[low, high]`` is the data range (default [0, 1])
 ``"blur"``      a Gaussian-blurred copy (per channel, along every region axis: both
@@ -40,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 PerturbationFn = Callable[[jax.Array, jax.Array], jax.Array]
-PERTURBATIONS = ("zeros", "mean", "uniform", "blur")
+PERTURBATIONS = ("zeros", "mean", "channel_mean", "uniform", "blur")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +64,59 @@ class Mean:
     def __call__(self, key: jax.Array, image: jax.Array) -> jax.Array:
         del key
         return jnp.full_like(image, jnp.mean(image))
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelMean:
+    """Replace perturbed positions by the example's mean over its positions, channel by
+    channel: ``mean_{p} x[p, c]``. On token embeddings ``(tokens, features)`` this is the
+    example's mean token embedding; on an image its mean colour. Tabular rows ``(features,)``
+    have no channel axis: ``ValueError`` (use ``"mean"`` or :class:`Constant`)."""
+
+    def __call__(self, key: jax.Array, example: jax.Array) -> jax.Array:
+        del key
+        if example.ndim < 2:
+            raise ValueError(
+                f"the channel_mean perturbation needs examples with position axes and a channel axis "
+                f"((tokens, features), (height, width, channels), ...); got one of shape {example.shape}. "
+                f"For tabular rows use 'mean' or Constant(per_feature_values)."
+            )
+        axes = tuple(range(example.ndim - 1))
+        return jnp.broadcast_to(jnp.mean(example, axis=axes, keepdims=True), example.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Constant:
+    """Replace perturbed positions by a fixed baseline: a scalar, or one value per channel
+    (the last axis of an example: a token's embedding features, an image's channels, a tabular
+    row's features), broadcast over the positions.
+
+    Token-level evaluation replaces whole tokens of ``(batch, tokens, features)`` embeddings by
+    a baseline embedding, e.g. the ``[MASK]`` token's: ``perturbation=Constant(mask_embedding)``
+    (or pass the array itself). The values are kept as a tuple of Python floats, so the preset
+    is hashable (a static ``jit`` argument: equal values reuse the compiled program)."""
+
+    value: tuple
+
+    def __init__(self, value):
+        array = np.asarray(value, dtype=np.float64)
+        if array.ndim > 1:
+            raise ValueError(
+                f"a constant baseline is a scalar or one value per channel (a vector); got shape {array.shape}."
+            )
+        if not np.all(np.isfinite(array)):
+            raise ValueError("a constant baseline must be finite; it holds NaN or Inf.")
+        object.__setattr__(self, "value", tuple(float(v) for v in array.reshape(-1)) if array.ndim else float(array))
+
+    def __call__(self, key: jax.Array, example: jax.Array) -> jax.Array:
+        del key
+        value = jnp.asarray(self.value, example.dtype)
+        if value.ndim == 1 and (example.ndim == 0 or value.shape[0] != example.shape[-1]):
+            raise ValueError(
+                f"the constant baseline has {value.shape[0]} values, one per channel, but the examples have "
+                f"shape {example.shape} (channels = the last axis, {example.shape[-1] if example.ndim else 0})."
+            )
+        return jnp.broadcast_to(value, example.shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,21 +188,29 @@ def _correlate(image: jax.Array, weights: np.ndarray, axis: int) -> jax.Array:
 
 
 def resolve_perturbation(
-    perturbation: str | PerturbationFn, *, low: float = 0.0, high: float = 1.0, blur_sigma: float = 1.0
+    perturbation: str | PerturbationFn | jax.typing.ArrayLike, *, low: float = 0.0, high: float = 1.0, blur_sigma: float = 1.0
 ) -> PerturbationFn:
-    """Turn a perturbation name (see :data:`PERTURBATIONS`) or callable into a callable."""
+    """Turn a perturbation name (see :data:`PERTURBATIONS`), a constant baseline (an array: see
+    :class:`Constant`) or a callable into a callable."""
     if callable(perturbation):
         return perturbation
+    if isinstance(perturbation, (np.ndarray, jax.Array, float, int, list, tuple)) and not isinstance(
+        perturbation, bool
+    ):
+        return Constant(perturbation)
     if perturbation == "zeros":
         return Zeros()
     if perturbation == "mean":
         return Mean()
+    if perturbation == "channel_mean":
+        return ChannelMean()
     if perturbation == "uniform":
         return Uniform(float(low), float(high))
     if perturbation == "blur":
         return Blur(float(blur_sigma))
     raise ValueError(
-        f"perturbation must be one of {PERTURBATIONS} or a callable (key, image) -> replacement; "
+        f"perturbation must be one of {PERTURBATIONS}, a constant baseline (a scalar or one value per "
+        f"channel) or a callable (key, image) -> replacement; "
         f"got {perturbation!r}."
     )
 
