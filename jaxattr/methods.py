@@ -22,7 +22,7 @@ from .composites import Composite
 from .engine.rewrite import environment, run
 from .engine.lenient import lenient_segments
 from .engine.segment import UnsupportedPrimitiveError, segment
-from .engine.trace import trace
+from .engine.trace import trace, trace_mode
 from .rules.activation import Rescale
 from .rules.deeplift import (MAXPOOL_MODES, DeepLIFTMax, PairedRef, RevealCancel, RevealCancelLinear,
                              SplitRef, reveal_cancel_ratios, split_delta)
@@ -40,25 +40,32 @@ DEFAULTS = Composite((("maxpool", WinnerTakeAll()),))
 
 def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
              composite: Composite, seed: str = "one", reference: Optional[Array] = None,
-             reference_env: Optional[Callable] = None, strict: bool = True):
+             reference_env: Optional[Callable] = None, strict: bool = True,
+             body_reference: Optional[Callable] = None):
     """One rule-rewritten backward pass.
 
     Returns ``(cotangent at x, logits, target)``; ``target=None`` takes the argmax of the logits.
     ``seed``: ``"one"`` (one-hot on the target) or ``"logit"`` (one-hot times the logit).
     ``reference``: evaluate the reference alongside and hand it to the rules (DeepLIFT);
     ``reference_env(graph, segments, param_leaves) -> {var: value}`` builds that environment
-    another way (a reference shared by the batch, RevealCancel's Δ⁺/Δ⁻ ratios).
+    another way (a reference shared by the batch, RevealCancel's Δ⁺/Δ⁻ ratios);
+    ``body_reference(body, segments, leaves, reference_leaves) -> {var: value}`` does it for a
+    ``scan`` body at every step and for the ``cond`` branch taken (see
+    :func:`~jaxattr.engine.rewrite.run`).
     ``strict``: segment every x-dependent operation (rule-based methods; raises
     :class:`UnsupportedPrimitiveError` on one no rule covers), or, when ``False``, cut out only
     ReLUs and max pools (:func:`~jaxattr.engine.lenient.lenient_segments`) and pass the true
     derivative everywhere else (the gradient family, Guided Backprop, DeconvNet): any
     differentiable function runs.
     """
-    graph = trace(apply_fn, params, x)
+    graph = trace(apply_fn, params, x, **trace_mode(strict, bool(composite.layer_map)))
     segments = _segments(graph, strict)
     assignment = (composite + DEFAULTS).assign(segments)
     _require_product_rules(segments, assignment)
     p_leaves = jax.tree_util.tree_leaves(params)
+    body_ref = None
+    if body_reference is not None:
+        body_ref = lambda body, leaves, ref_leaves: body_reference(body, segments, leaves, ref_leaves)
     ref_env = None
     if reference_env is not None:
         ref_env = reference_env(graph, segments, p_leaves)
@@ -66,7 +73,7 @@ def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
         ref_env = environment(graph, p_leaves + [reference])
 
     def f(x_):
-        outs = run(graph, assignment, p_leaves + [x_], ref_env)
+        outs = run(graph, assignment, p_leaves + [x_], ref_env, body_ref)
         return jax.tree_util.tree_unflatten(graph.out_tree, outs)
 
     logits, vjp = jax.vjp(f, x)
@@ -604,8 +611,17 @@ class DeepLIFT(Method):
                 env_ref = self._reveal_cancel_references(graph, segments, env_x, env_ref)
             return env_ref
 
+        def body_reference(body, segments, leaves, ref_leaves):
+            # a scan body at one step, or the cond branch x takes: evaluated on that step's
+            # inputs, so no batch-of-one shortcut here
+            env_ref = environment(body, ref_leaves)
+            if self.rule == "reveal_cancel":
+                env_x = environment(body, leaves)
+                env_ref = self._reveal_cancel_references(body, segments, env_x, env_ref)
+            return env_ref
+
         return backward(apply_fn, params, x, target, self.composite(), "one",
-                        reference_env=reference_env)[0]
+                        reference_env=reference_env, body_reference=body_reference)[0]
 
     @staticmethod
     def _shared_reference_env(apply_fn, params, graph, leaves, ref1):
@@ -613,7 +629,7 @@ class DeepLIFT(Method):
         batch of one (``ref1``) and broadcast; ``None`` when the two traces do not line up node by
         node or an x-dependent value does not carry the batch as its leading axis (a model that
         reshapes or reduces over the batch), so the caller evaluates the full batch instead."""
-        small = trace(apply_fn, params, ref1)
+        small = trace(apply_fn, params, ref1, **trace_mode(True, True))
         if len(small.nodes) != len(graph.nodes) or len(small.invars) != len(graph.invars):
             return None
         batch = graph.avals[graph.x_vars[0]].shape[0]
@@ -646,7 +662,7 @@ class DeepLIFT(Method):
         linear_by_output = {s.output: s for s in segments if s.family == "linear"}
         env = dict(env_ref)
         for act in segments:
-            if act.kind != "activation":
+            if act.kind != "activation" or act.output not in env_x:  # another graph's segment
                 continue
             v = act.inputs[0]
             lin = linear_by_output.get(v)
