@@ -58,7 +58,8 @@ KINDS = LINEAR_KINDS + ("activation", "maxpool", "sum", "scale", "bilinear", "no
 
 PLUMBING = frozenset({
     "reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims", "slice", "dynamic_slice",
-    "concatenate", "pad", "rev", "copy", "copy_p", "convert_element_type", "reduce_precision",
+    "concatenate", "stack", "unstack", "pad", "rev", "copy", "copy_p", "convert_element_type",
+    "reduce_precision",
     "gather", "split", "select_and_gather_add", "device_put", "sharding_constraint",
     "mesh_cast", "reshard", "optimization_barrier",
 })
