@@ -105,6 +105,9 @@ class Segment:
     is_first: bool = False  # first linear layer from the input
     is_last: bool = False  # last linear layer before the output
     nonneg_input: bool = False  # input known to be >= 0 (after a ReLU / max pool of ReLUs)
+    #: per input of a ``bilinear`` segment, whether it is a gate: a ``logistic`` (sigmoid)
+    #: output, possibly through elementwise affine ops with constants and relayouts (``1 − z``)
+    gates: tuple = ()
 
     @property
     def family(self) -> str:
@@ -460,6 +463,31 @@ def _finish(segments, graph: Graph, users) -> None:
             seg.nodes = _needed(seg.nodes, seg.output)
     segments.extend(split_off)
     _mark_nonneg(segments, graph)
+    _mark_gates(segments, graph)
+
+
+def _mark_gates(segments, graph: Graph) -> None:
+    """Mark which factors of each ``bilinear`` segment are gates (see :attr:`Segment.gates`)."""
+    producer = {o: n for n in graph.nodes for o in n.outs}
+
+    def is_gate(v):
+        for _ in range(16):
+            node = producer.get(v)
+            if node is None:
+                return False
+            if activation_name(node) in ("logistic", "sigmoid"):
+                return True
+            t_ins = list(dict.fromkeys(a for a in node.ins if is_var(a) and a in graph.tainted))
+            if len(t_ins) != 1 or node.prim not in AFFINE_CONST | RELAYOUT:
+                return False
+            if node.prim in AFFINE_CONST and not _affine_operand_ok(node, t_ins[0]):
+                return False
+            v = t_ins[0]
+        return False
+
+    for seg in segments:
+        if seg.kind == "bilinear":
+            seg.gates = tuple(is_gate(v) for v in seg.inputs)
 
 
 _NONNEG_ACTIVATIONS = frozenset({"relu", "relu6", "softplus", "sigmoid", "logistic"})

@@ -427,3 +427,92 @@ def test_while_independent_of_x_and_static_fori_loop_work():
     assert "scan" in {n.prim for n in trace(fn, p, x).nodes}
     for name in ("lrp_eps", "deeplift"):
         _same(fn, lambda p, x: fn(p, x, False), p, x, METHODS[name])
+
+
+# ------------------------------------------------------------------------------------------
+# SignalTakeAll (Arras et al. 2017) on an LSTM, against a numpy oracle
+# ------------------------------------------------------------------------------------------
+
+def _lstm_params(seed=3):
+    rng = np.random.default_rng(seed)
+    return dict(w=jnp.asarray(rng.normal(size=(D + H, 4 * H)) / 2),
+                b=jnp.asarray(rng.normal(size=4 * H) * 0.3),
+                v=jnp.asarray(rng.normal(size=(H, C))), c=jnp.asarray(rng.normal(size=C) * 0.3))
+
+
+def lstm(p, x):
+    """One dense layer over ``[x_t, h]`` gives the input, forget, output gates and the cell input."""
+    def step(carry, xt):
+        c, h = carry
+        z = jnp.concatenate([xt, h], -1) @ p["w"] + p["b"]
+        i, f, o = (jax.nn.sigmoid(z[:, k * H:(k + 1) * H]) for k in range(3))
+        g = jnp.tanh(z[:, 3 * H:])
+        c = f * c + i * g
+        return (c, o * jnp.tanh(c)), None
+
+    zero = jnp.zeros((x.shape[0], H), x.dtype)
+    (_, h), _ = jax.lax.scan(step, (zero, zero), jnp.swapaxes(x, 0, 1))
+    return h @ p["v"] + p["c"]
+
+
+def _stab(z, eps):
+    return z + eps * np.where(z >= 0, 1.0, -1.0)
+
+
+def lstm_signal_take_all_oracle(p, x, eps, norm_eps=1e-6):
+    """Arras et al. 2017 written out in numpy: ε-LRP through the dense layers (the bias absorbs
+    its share), proportional split at ``c = f c' + i g`` (stabiliser 1e-6, as the sums of the
+    LRP base map), the signal takes all at every gated product, tanh passes."""
+    p = {k: np.asarray(v) for k, v in p.items()}
+    x = np.asarray(x)
+    sig = lambda v: 1 / (1 + np.exp(-v))
+    n = x.shape[0]
+    c, h = np.zeros((n, H)), np.zeros((n, H))
+    tape = []
+    for t in range(x.shape[1]):
+        inp = np.concatenate([x[:, t], h], -1)
+        z = inp @ p["w"] + p["b"]
+        i, f, o, g = sig(z[:, :H]), sig(z[:, H:2 * H]), sig(z[:, 2 * H:3 * H]), np.tanh(z[:, 3 * H:])
+        tape.append((inp, z, f * c, i * g))
+        c = f * c + i * g
+        h = o * np.tanh(c)
+    y = h @ p["v"] + p["c"]
+    t_ = y.argmax(-1)
+    r_y = np.zeros_like(y)
+    r_y[np.arange(n), t_] = y[np.arange(n), t_]
+    r_h = h * ((r_y / _stab(y, eps)) @ p["v"].T)
+    r_c = np.zeros((n, H))
+    relevance = np.zeros_like(x)
+    for t in reversed(range(x.shape[1])):
+        inp, z, fc, ig = tape[t]
+        r_c = r_c + r_h                       # h = o ⊙ tanh(c): all to tanh(c), tanh passes
+        cell = fc + ig
+        r_fc, r_ig = fc * r_c / _stab(cell, norm_eps), ig * r_c / _stab(cell, norm_eps)
+        r_z = np.zeros_like(z)
+        r_z[:, 3 * H:] = r_ig                 # i ⊙ g: all to g; the gates get nothing
+        r_in = inp * ((r_z / _stab(z, eps)) @ p["w"].T)
+        relevance[:, t] = r_in[:, :D]
+        r_h, r_c = r_in[:, D:], r_fc          # f ⊙ c': all to c'
+    return relevance
+
+
+@pytest.mark.parametrize("eps", [1e-3, 0.1])
+def test_lstm_signal_take_all_matches_oracle(eps):
+    p, x = _lstm_params(), _x()
+    got = ja.attribute(lstm, p, x, method=ja.LRP(ja.composites.lstm_signal_take_all(eps)))
+    want = lstm_signal_take_all_oracle(p, x, eps)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
+    segs = segment(trace(lstm, p, x))
+    assert [s.gates for s in segs if s.kind == "bilinear"] == [(True, False)] * 3
+
+
+def test_signal_take_all_refuses_a_product_without_one_gate():
+    fn = lambda p, x: (x @ p["wx"]) * jnp.tanh(x @ p["wx"]) @ p["v"]
+    p, x = _params(), _x()[:, 0]
+    method = ja.LRP(ja.composites.Composite((("bilinear", ja.rules.SignalTakeAll()),))
+                    + ja.composites.lrp(ja.rules.Epsilon()))
+    with pytest.raises(ValueError, match="0 gate factors"):
+        ja.attribute(fn, p, x, method=method)
+    # the preset leaves such a product to the uniform rule
+    rows = ja.engine.audit(fn, p, x, ja.LRP(ja.composites.lstm_signal_take_all()))
+    assert [r.rule for r in rows if r.kind == "bilinear"] == ["Uniform()"]
