@@ -366,7 +366,14 @@ def example_fingerprints(x: jax.Array) -> jax.Array:
 @dataclasses.dataclass(frozen=True, eq=False)
 class LRP(Method):
     """Layer-wise relevance propagation (Bach et al. 2015) with a rule on every dense/conv layer
-    or a :class:`~jaxattr.composites.Composite`. ``LRP(rules.Epsilon(0.0))`` is LRP-0."""
+    or a :class:`~jaxattr.composites.Composite`. ``LRP(rules.Epsilon(0.0))`` is LRP-0.
+
+    Rules apply inside ``lax.scan`` bodies (recurrent cells: every step of the rolled loop
+    propagates relevance with the body's rules) and ``lax.cond``/``switch`` branches (the taken
+    branch's); a user's ``custom_vjp``/``custom_jvp`` layer that is not elementwise is seen
+    through (its primal body gets the rules). For LSTMs and GRUs,
+    :func:`ja.composites.lstm_signal_take_all <jaxattr.composites.lstm_signal_take_all>` is Arras
+    et al.'s rule (gates get no relevance); the presets split gated products uniformly."""
 
     rule: Union[Rule, Composite] = dataclasses.field(default_factory=C.epsilon_plus)
     seed: ClassVar[str] = "logit"
@@ -472,6 +479,16 @@ class DeepLIFT(Method):
     broadcast (when the model keeps the batch as the leading axis of every x-dependent value):
     on the paper CNN (batch 64, CPU) DeepLIFT-Rescale then costs ≈ 1.15× the plain input
     gradient, ≈ 1.7× with a different reference per example; RevealCancel ≈ 4–5×.
+    **Control flow.** Inside a ``jax.lax.scan`` (Flax's ``nn.RNN``, ``fori_loop`` with static
+    bounds) the reference runs through the same loop, step by step (the rolled loop carries both),
+    so every rule in the body sees its inputs' reference values at that step and summation to
+    delta holds through the loop; RevealCancel pairs activations with their layers inside the body
+    too. A reference shared by the batch is then evaluated on the whole batch (a scan's stacked
+    values have time, not the batch, as their leading axis). Through ``lax.cond``/``switch`` the
+    reference is evaluated in the branch the *input* takes: summation to delta holds when the
+    reference takes the same branch (a branch index that does not depend on x always does);
+    otherwise the contributions are not a decomposition of ``f_t(x) − f_t(x₀)``. A ``while`` loop
+    whose trip count depends on x raises :class:`~jaxattr.engine.UnsupportedPrimitiveError`.
     Explain logits, not probabilities (paper §2.4–2.5; the library's default): to make
     contributions to a softmax meaningful, mean-normalise the last layer first
     (:func:`jaxattr.weight_norm.normalize_softmax_weights`); for one-hot inputs use
