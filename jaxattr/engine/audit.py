@@ -50,7 +50,7 @@ def audit(apply_fn: Callable, params: Any, x: Any, method: Any = None) -> list:
             if seg is not None:
                 kind, rule = seg.kind, repr(assignment[seg]) if seg in assignment else "gradient"
             elif node.bodies and x_dependent:
-                kind, rule = "control", "bodies below"
+                kind, rule = "control", "gradient"  # re-emitted: its body rows follow
             elif x_dependent:
                 kind = "plumbing" if strict or node.prim in PLUMBING else "other"
                 rule = "gradient"

@@ -72,12 +72,15 @@ def concat_rnn(act, rolled, reverse=False):
 
 
 def split_rnn(act, rolled):
-    """``h_t = act(x_t W + h_{t−1} U + b)`` from the x-dependent ``h_0 = tanh(x_0 W₀)``; the
-    logits read every step's output (``Σ_t y_t V + c``): the scan has xs, ys and consts."""
-    cell = _split_cell(act)
+    """``h_t = act(x_t W + h_{t−1} U + b + k)`` from the x-dependent ``h_0 = tanh(x_0 W₀)``, with
+    an x-dependent context ``k = x_T W₀`` read by every step (a const of the scan, as are the
+    weights); the logits read every step's output (``Σ_t y_t V + c``): xs, ys and consts."""
+    base = _split_cell(act)
 
     def fn(p, x):
         h = jnp.tanh(x[:, 0] @ p["w0"])
+        context = x[:, -1] @ p["w0"]
+        cell = lambda p, h, xt: base(dict(p, b=p["b"] + context), h, xt)
         if rolled:
             def step(h, xt):
                 h = cell(p, h, xt)
