@@ -16,7 +16,8 @@ class Row(NamedTuple):
     name: str  # module path ("" when the model gives none)
     kind: str  # segment kind, "plumbing" (ordinary VJP), "other" (any other op a lenient
     #            segmentation leaves alone: ordinary VJP), "control" (a scan/cond whose body
-    #            rows follow it) or "constant" (independent of x)
+    #            rows follow it) or "constant" (no derivative reaches the output through it:
+    #            independent of x, behind stop_gradient, or a cond's branch index)
     rule: str  # rule applied, or "gradient"
 
 

@@ -106,12 +106,18 @@ def _control_flow(node, vals, refs, assignment, body_reference) -> list:
     body_reference = body_reference or (lambda body, leaves, ref_leaves: environment(body, ref_leaves))
 
     def call(body, leaves, ref_leaves):
-        """The body's outputs and, with a reference, the reference's."""
+        """The body's outputs and, with a reference, the reference's (a literal output in its
+        traced dtype, so that branches and carries keep their types)."""
+        def typed(vals):
+            return [jnp.asarray(v, dtype=a.aval.dtype) if isinstance(a, Lit) and a.aval is not None
+                    else v for v, a in zip(vals, body.outvars)]
+
         if ref_leaves is None:
-            return run(body, assignment, leaves, None, body_reference), None
+            return typed(run(body, assignment, leaves, None, body_reference)), None
         ref_env = body_reference(body, leaves, ref_leaves)
         outs = run(body, assignment, leaves, ref_env, body_reference)
-        return outs, [a.value if isinstance(a, Lit) else ref_env[a] for a in body.outvars]
+        return typed(outs), typed([a.value if isinstance(a, Lit) else ref_env[a]
+                                   for a in body.outvars])
 
     if node.prim == "cond":
         index, ops = vals[0], list(vals[1:])

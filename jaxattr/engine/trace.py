@@ -50,9 +50,11 @@ _INLINE = frozenset({"jit", "pjit", "closed_call", "core_call", "remat", "remat2
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Lit:
-    """A constant operand: a literal or a constant captured at trace time."""
+    """A constant operand: a literal or a constant captured at trace time (``aval``: a jaxpr
+    literal's abstract value, kept so that a body returning one keeps its dtype)."""
 
     value: Any
+    aval: Any = None
 
 
 Atom = Any  # int (variable id) or Lit
@@ -187,7 +189,7 @@ class _Builder:
 
     def read(self, env, atom):
         if isinstance(atom, jcore.Literal):
-            return Lit(atom.val)
+            return Lit(atom.val, getattr(atom, "aval", None))
         return env[atom]
 
     def inline(self, jaxpr, env: dict, prefix: str) -> list:

@@ -520,3 +520,15 @@ def test_signal_take_all_refuses_a_product_without_one_gate():
     # the preset leaves such a product to the uniform rule
     rows = ja.engine.audit(fn, p, x, ja.LRP(ja.composites.lstm_signal_take_all()))
     assert [r.rule for r in rows if r.kind == "bilinear"] == ["Uniform()"]
+
+
+def test_nnx_gru_rule_based_methods():
+    """``nnx.GRUCell`` under ``jax.lax.scan`` (the zoo's NNX GRU): DeepLIFT sums to delta, LRP-0
+    conserves up to what the biases absorb, and the audit names the cell's layers."""
+    (entry,) = Z.zoo(jnp.float64, ["gru_nnx"])
+    r = ja.attribute(entry.fn, entry.params, entry.x, method=ja.DeepLIFT())
+    np.testing.assert_allclose(np.asarray(r).sum((1, 2)), _delta(entry.fn, entry.params, entry.x),
+                               **TOL)
+    rows = ja.engine.audit(entry.fn, entry.params, entry.x, ja.LRP(ja.composites.lstm_signal_take_all()))
+    assert {r.rule for r in rows if r.kind == "bilinear"} == {"SignalTakeAll()"}
+    assert sum(r.kind == "dense" and "." in str(r.node) for r in rows) >= 3  # in the body
