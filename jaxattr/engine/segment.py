@@ -148,13 +148,13 @@ def segment(graph: Graph) -> list:
     """Classify every x-dependent node of ``graph`` and of its bodies; return segments in
     evaluation order (by their last node; a body's segments where its node is evaluated)."""
     segments = _segment_graph(graph)
-    number_linear(segments)
+    _number_linear(segments)
     top = {o for n in graph.nodes for o in n.outs}
     _refuse_output_normalisation([s for s in segments if s.output in top], graph)
     return segments
 
 
-def number_linear(segments) -> None:
+def _number_linear(segments) -> None:
     """Each linear segment's position among them (``index``, ``is_first``, ``is_last``)."""
     linear = [s for s in segments if s.kind in LINEAR_KINDS]
     for i, seg in enumerate(linear):
@@ -163,7 +163,7 @@ def number_linear(segments) -> None:
         seg.is_last = i == len(linear) - 1
 
 
-def in_evaluation_order(graph: Graph, segments, nested: dict) -> list:
+def _in_evaluation_order(graph: Graph, segments, nested: dict) -> list:
     """``segments`` of ``graph`` (by the node producing their output) with ``nested[id(node)]``,
     the segments of a control-flow node's bodies, where that node is evaluated."""
     made = {o: i for i, n in enumerate(graph.nodes) for o in n.outs}
@@ -203,11 +203,11 @@ def _segment_graph(graph: Graph) -> list:
             continue
         if prim == "while":
             raise UnsupportedPrimitiveError(
-                f"'while' {_where(node)} is a loop whose trip count depends on the explained input "
-                "x (a while_loop, or fori_loop with traced bounds); rules cannot be re-emitted in "
-                "it, and jax.grad cannot reverse-differentiate it either. Write the loop with "
-                "jax.lax.scan, or jax.lax.fori_loop with static (Python int) bounds, which lowers "
-                "to a scan.")
+                f"'while' {_where(node)} carries a value that depends on the explained input x. A "
+                "while loop (jax.lax.while_loop, or fori_loop with traced bounds) has a trip count "
+                "known only at run time, so no rule can be re-emitted inside it, and jax.grad "
+                "cannot reverse-differentiate it either. Write the loop with jax.lax.scan, or "
+                "jax.lax.fori_loop with static (Python int) bounds, which lowers to a scan.")
 
         # 1. extend an affine chain: `z = lin(x, W)` followed by `z + b`, `z * s`, ... (also after a
         #    sum: an average pool is a window sum and a division, and rules see the mean)
@@ -302,7 +302,7 @@ def _segment_graph(graph: Graph) -> list:
             owner[o] = seg
 
     _finish(segments, graph, users)
-    return in_evaluation_order(graph, segments, nested)
+    return _in_evaluation_order(graph, segments, nested)
 
 
 

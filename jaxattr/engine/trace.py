@@ -206,11 +206,10 @@ class _Builder:
                 continue
             outs = tuple(self.new(v) for v in eqn.outvars)
             env.update(zip(eqn.outvars, outs))
-            index = f"{self._at}{len(self.nodes)}"
+            index = f"{self._at}{len(self.nodes)}" if self._at else len(self.nodes)
             node = Node(eqn.primitive, dict(eqn.params), tuple(ins), outs, name, index)
             node.impl = fast_impl(node, [self.avals.get(a) if not isinstance(a, Lit) else None
                                           for a in ins])
-            node.index = int(index) if self._at == "" else index
             if self.bodies and eqn.primitive.name == "scan":
                 node.bodies = (self.subgraph(eqn.params["jaxpr"], name, f"{index}."),)
             elif self.bodies and eqn.primitive.name == "cond":
