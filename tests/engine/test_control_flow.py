@@ -54,7 +54,7 @@ def _split_cell(act):
     return lambda p, h, xt: act(xt @ p["wx"] + h @ p["u"] + p["b"])
 
 
-def concat_rnn(act, rolled, reverse=False):
+def concat_rnn(act, rolled, reverse=False, unroll=1):
     """``h_t = act([x_t, h_{t−1}] W + b)`` from ``h_0 = 0``, logits ``h_T V + c``."""
     cell = _concat_cell(act)
 
@@ -62,7 +62,7 @@ def concat_rnn(act, rolled, reverse=False):
         h = jnp.zeros((x.shape[0], H), x.dtype)
         if rolled:
             h, _ = jax.lax.scan(lambda h, xt: (cell(p, h, xt), None), h, jnp.swapaxes(x, 0, 1),
-                                reverse=reverse)
+                                reverse=reverse, unroll=unroll)
         else:
             for t in (reversed(range(x.shape[1])) if reverse else range(x.shape[1])):
                 h = cell(p, h, x[:, t])
@@ -170,8 +170,22 @@ def test_rolled_equals_unrolled(name, act):
 @pytest.mark.parametrize("name", ["lrp_eps", "alphabeta", "deeplift", "guided"])
 def test_reverse_scan(name):
     p, x = _params(), _x()
-    _same(concat_rnn(jax.nn.relu, True, reverse=True), concat_rnn(jax.nn.relu, False, reverse=True),
-          p, x, METHODS[name])
+    rolled = concat_rnn(jax.nn.relu, True, reverse=True, unroll=2)
+    _same(rolled, concat_rnn(jax.nn.relu, False, reverse=True), p, x, METHODS[name])
+
+
+def test_loop_is_re_emitted_rolled_with_its_parameters():
+    """One ``scan`` with the traced length, direction and unrolling, rules bound in its body."""
+    p, x = _params(), _x()
+    fn = concat_rnn(jax.nn.relu, True, reverse=True, unroll=2)
+    graph = trace(fn, p, x)
+    assignment = METHODS["lrp_eps"].composite().assign(segment(graph))
+    leaves = jax.tree_util.tree_leaves(p)
+    program = jax.make_jaxpr(lambda x: ja.engine.run(graph, assignment, leaves + [x]))(x)
+    (scan,) = [e for e in program.jaxpr.eqns if e.primitive.name == "scan"]
+    assert scan.params["reverse"] and scan.params["unroll"] == 2 and scan.params["length"] == T
+    body = {e.primitive.name for e in scan.params["jaxpr"].jaxpr.eqns}
+    assert "custom_vjp_call" in body and "dot_general" not in body  # the layer is a rule
 
 
 @pytest.mark.parametrize("name", ["lrp0", "lrp_eps", "zplus", "deeplift", "deeplift_rc"])
