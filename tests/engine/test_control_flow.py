@@ -335,8 +335,9 @@ FLAX_METHODS = {"epsilon_plus": ja.LRP(ja.composites.epsilon_plus()), "lrp0": LR
                 "deeplift": ja.DeepLIFT()}
 
 
-@pytest.mark.parametrize("name", [
-    "epsilon_plus", "deeplift", pytest.param("lrp0", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", [  # DeepLIFT on flax cells: also the NNX GRU and LSTM tests below
+    "epsilon_plus", pytest.param("deeplift", marks=pytest.mark.slow),
+    pytest.param("lrp0", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("cell", ["gru", pytest.param("lstm", marks=pytest.mark.slow)])
 def test_flax_rnn_equals_hand_unrolled(cell, name):
     (entry,) = Z.zoo(jnp.float64, [cell])
