@@ -30,7 +30,7 @@ from .engine.segment import KINDS, Segment
 from .rules.activation import Deconv, Guided
 from .rules.base import Norm, Pass, Rule
 from .rules.lrp import AlphaBeta, Epsilon, Flat, Gamma, ZBox, ZPlus, as_bound
-from .rules.product import HoldScale, Uniform
+from .rules.product import HoldScale, SignalTakeAll, Uniform
 
 Selector = Union[str, tuple, Callable[[Segment], bool]]
 
@@ -123,6 +123,21 @@ def epsilon_gamma_box(low: Any = 0.0, high: Any = 1.0, gamma: float = 0.25,
                       ("conv", Gamma(gamma)), ("dense", Epsilon(epsilon)))) + LRP_BASE
 
 
+def gated_product(segment: Segment) -> bool:
+    """Selector: a product of one gate (a sigmoid output, possibly as ``1 − z``) and one signal,
+    as in LSTM and GRU cells (:attr:`jaxattr.engine.Segment.gates`)."""
+    return segment.kind == "bilinear" and sum(segment.gates) == 1
+
+
+def lstm_signal_take_all(epsilon: float = 1e-3) -> Composite:
+    """LRP for LSTMs/GRUs after Arras et al. 2017 ("Explaining recurrent neural network
+    predictions in sentiment analysis"): ε on every dense/conv layer, and in a gated product the
+    signal takes all the relevance, the gate none (:class:`~jaxattr.rules.SignalTakeAll`); other
+    products (no gate, or two) keep the base map's uniform split, the rest the LRP base map.
+    ``epsilon`` defaults to Arras et al.'s 0.001."""
+    return Composite(((gated_product, SignalTakeAll()), ("linear", Epsilon(epsilon)))) + LRP_BASE
+
+
 def guided_backprop() -> Composite:
     return Composite((("activation", Guided()),))
 
@@ -137,4 +152,4 @@ def _bound(v):
 
 __all__ = ["Composite", "LRP_BASE", "matches", "lrp", "epsilon_plus", "epsilon_plus_flat",
            "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat", "epsilon_gamma_box",
-           "guided_backprop", "deconvnet"]
+           "guided_backprop", "deconvnet", "gated_product", "lstm_signal_take_all"]

@@ -22,7 +22,7 @@ from .composites import Composite
 from .engine.rewrite import environment, run
 from .engine.lenient import lenient_segments
 from .engine.segment import UnsupportedPrimitiveError, segment
-from .engine.trace import trace
+from .engine.trace import trace, trace_mode
 from .rules.activation import Rescale
 from .rules.deeplift import (MAXPOOL_MODES, DeepLIFTMax, PairedRef, RevealCancel, RevealCancelLinear,
                              SplitRef, reveal_cancel_ratios, split_delta)
@@ -40,25 +40,32 @@ DEFAULTS = Composite((("maxpool", WinnerTakeAll()),))
 
 def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
              composite: Composite, seed: str = "one", reference: Optional[Array] = None,
-             reference_env: Optional[Callable] = None, strict: bool = True):
+             reference_env: Optional[Callable] = None, strict: bool = True,
+             body_reference: Optional[Callable] = None):
     """One rule-rewritten backward pass.
 
     Returns ``(cotangent at x, logits, target)``; ``target=None`` takes the argmax of the logits.
     ``seed``: ``"one"`` (one-hot on the target) or ``"logit"`` (one-hot times the logit).
     ``reference``: evaluate the reference alongside and hand it to the rules (DeepLIFT);
     ``reference_env(graph, segments, param_leaves) -> {var: value}`` builds that environment
-    another way (a reference shared by the batch, RevealCancel's Δ⁺/Δ⁻ ratios).
+    another way (a reference shared by the batch, RevealCancel's Δ⁺/Δ⁻ ratios);
+    ``body_reference(body, segments, leaves, reference_leaves) -> {var: value}`` does it for a
+    ``scan`` body at every step and for the ``cond`` branch taken (see
+    :func:`~jaxattr.engine.rewrite.run`).
     ``strict``: segment every x-dependent operation (rule-based methods; raises
     :class:`UnsupportedPrimitiveError` on one no rule covers), or, when ``False``, cut out only
     ReLUs and max pools (:func:`~jaxattr.engine.lenient.lenient_segments`) and pass the true
     derivative everywhere else (the gradient family, Guided Backprop, DeconvNet): any
     differentiable function runs.
     """
-    graph = trace(apply_fn, params, x)
+    graph = trace(apply_fn, params, x, **trace_mode(strict, bool(composite.layer_map)))
     segments = _segments(graph, strict)
     assignment = (composite + DEFAULTS).assign(segments)
     _require_product_rules(segments, assignment)
     p_leaves = jax.tree_util.tree_leaves(params)
+    body_ref = None
+    if body_reference is not None:
+        body_ref = lambda body, leaves, ref_leaves: body_reference(body, segments, leaves, ref_leaves)
     ref_env = None
     if reference_env is not None:
         ref_env = reference_env(graph, segments, p_leaves)
@@ -66,7 +73,7 @@ def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
         ref_env = environment(graph, p_leaves + [reference])
 
     def f(x_):
-        outs = run(graph, assignment, p_leaves + [x_], ref_env)
+        outs = run(graph, assignment, p_leaves + [x_], ref_env, body_ref)
         return jax.tree_util.tree_unflatten(graph.out_tree, outs)
 
     logits, vjp = jax.vjp(f, x)
@@ -359,7 +366,14 @@ def example_fingerprints(x: jax.Array) -> jax.Array:
 @dataclasses.dataclass(frozen=True, eq=False)
 class LRP(Method):
     """Layer-wise relevance propagation (Bach et al. 2015) with a rule on every dense/conv layer
-    or a :class:`~jaxattr.composites.Composite`. ``LRP(rules.Epsilon(0.0))`` is LRP-0."""
+    or a :class:`~jaxattr.composites.Composite`. ``LRP(rules.Epsilon(0.0))`` is LRP-0.
+
+    Rules apply inside ``lax.scan`` bodies (recurrent cells: every step of the rolled loop
+    propagates relevance with the body's rules) and ``lax.cond``/``switch`` branches (the taken
+    branch's); a user's ``custom_vjp``/``custom_jvp`` layer that is not elementwise is seen
+    through (its primal body gets the rules). For LSTMs and GRUs,
+    :func:`ja.composites.lstm_signal_take_all <jaxattr.composites.lstm_signal_take_all>` is Arras
+    et al.'s rule (gates get no relevance); the presets split gated products uniformly."""
 
     rule: Union[Rule, Composite] = dataclasses.field(default_factory=C.epsilon_plus)
     seed: ClassVar[str] = "logit"
@@ -465,6 +479,16 @@ class DeepLIFT(Method):
     broadcast (when the model keeps the batch as the leading axis of every x-dependent value):
     on the paper CNN (batch 64, CPU) DeepLIFT-Rescale then costs ≈ 1.15× the plain input
     gradient, ≈ 1.7× with a different reference per example; RevealCancel ≈ 4–5×.
+    **Control flow.** Inside a ``jax.lax.scan`` (Flax's ``nn.RNN``, ``fori_loop`` with static
+    bounds) the reference runs through the same loop, step by step (the rolled loop carries both),
+    so every rule in the body sees its inputs' reference values at that step and summation to
+    delta holds through the loop; RevealCancel pairs activations with their layers inside the body
+    too. A reference shared by the batch is then evaluated on the whole batch (a scan's stacked
+    values have time, not the batch, as their leading axis). Through ``lax.cond``/``switch`` the
+    reference is evaluated in the branch the *input* takes: summation to delta holds when the
+    reference takes the same branch (a branch index that does not depend on x always does);
+    otherwise the contributions are not a decomposition of ``f_t(x) − f_t(x₀)``. A ``while`` loop
+    whose trip count depends on x raises :class:`~jaxattr.engine.UnsupportedPrimitiveError`.
     Explain logits, not probabilities (paper §2.4–2.5; the library's default): to make
     contributions to a softmax meaningful, mean-normalise the last layer first
     (:func:`jaxattr.weight_norm.normalize_softmax_weights`); for one-hot inputs use
@@ -604,8 +628,17 @@ class DeepLIFT(Method):
                 env_ref = self._reveal_cancel_references(graph, segments, env_x, env_ref)
             return env_ref
 
+        def body_reference(body, segments, leaves, ref_leaves):
+            # a scan body at one step, or the cond branch x takes: evaluated on that step's
+            # inputs, so no batch-of-one shortcut here
+            env_ref = environment(body, ref_leaves)
+            if self.rule == "reveal_cancel":
+                env_x = environment(body, leaves)
+                env_ref = self._reveal_cancel_references(body, segments, env_x, env_ref)
+            return env_ref
+
         return backward(apply_fn, params, x, target, self.composite(), "one",
-                        reference_env=reference_env)[0]
+                        reference_env=reference_env, body_reference=body_reference)[0]
 
     @staticmethod
     def _shared_reference_env(apply_fn, params, graph, leaves, ref1):
@@ -613,7 +646,7 @@ class DeepLIFT(Method):
         batch of one (``ref1``) and broadcast; ``None`` when the two traces do not line up node by
         node or an x-dependent value does not carry the batch as its leading axis (a model that
         reshapes or reduces over the batch), so the caller evaluates the full batch instead."""
-        small = trace(apply_fn, params, ref1)
+        small = trace(apply_fn, params, ref1, **trace_mode(True, True))
         if len(small.nodes) != len(graph.nodes) or len(small.invars) != len(graph.invars):
             return None
         batch = graph.avals[graph.x_vars[0]].shape[0]
@@ -646,7 +679,7 @@ class DeepLIFT(Method):
         linear_by_output = {s.output: s for s in segments if s.family == "linear"}
         env = dict(env_ref)
         for act in segments:
-            if act.kind != "activation":
+            if act.kind != "activation" or act.output not in env_x:  # another graph's segment
                 continue
             v = act.inputs[0]
             lin = linear_by_output.get(v)

@@ -22,8 +22,12 @@ kinds of segment are cut out:
   ``reduce_window_max`` and PyTorch do, whichever way the model writes the pool (``jax.grad``
   of a reshape-and-``max`` would split it equally: another subgradient).
 
-A ReLU inside an opaque node (a ``scan`` body, a ``custom_vjp`` function) is not cut out: there
-the derivative stays the true one.
+Control flow traced with bodies (:func:`jaxattr.engine.trace.trace`, ``bodies=True``: what
+Guided Backprop and DeconvNet use) is searched too: a ReLU inside a ``scan`` body or a ``cond``
+branch is cut out like any other, and the rewriter re-emits the loop or switch around it. A ReLU
+inside an opaque node (a ``while`` body, a ``custom_jvp``/``custom_vjp`` function, any body of a
+graph traced with ``bodies=False``, as the gradient family does) is not cut out: there the
+derivative stays the true one.
 """
 
 from __future__ import annotations
@@ -90,12 +94,22 @@ def clamps_a_root(graph: Graph, node: Node, users: dict) -> bool:
 
 def lenient_segments(graph: Graph) -> list:
     """ReLU ``activation`` and max-pool (``reduce_window_max``, ``reduce_max``) ``maxpool``
-    segments of ``graph``, one node each, in evaluation order; every other node keeps its
-    ordinary derivative. Never raises."""
+    segments of ``graph`` and its bodies, one node each, in evaluation order; every other node
+    keeps its ordinary derivative. Never raises."""
+    segments = _lenient(graph)
+    for i, seg in enumerate(segments):
+        seg.index = i
+    return segments
+
+
+def _lenient(graph: Graph) -> list:
     tainted = graph.tainted
     users = graph.consumers()
     segments = []
     for node in graph.nodes:
+        if node.bodies:
+            segments.extend(seg for body in node.bodies for seg in _lenient(body))
+            continue
         t_ins = list(dict.fromkeys(a for a in node.ins if is_var(a) and a in tainted))
         if not t_ins or node.outs[0] not in tainted:
             continue
@@ -105,6 +119,5 @@ def lenient_segments(graph: Graph) -> list:
             kind = "maxpool"
         else:
             continue
-        segments.append(Segment(kind, [node], tuple(t_ins), output=node.outs[0], name=node.name,
-                                index=len(segments)))
+        segments.append(Segment(kind, [node], tuple(t_ins), output=node.outs[0], name=node.name))
     return segments

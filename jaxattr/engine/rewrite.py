@@ -5,11 +5,21 @@ the traced computation and whose backward is the rule. Everything else is re-bou
 the result is an ordinary JAX function: ``jax.vjp``, ``jit``, ``vmap`` and sharding compose with it.
 The engine knows no method by name: a method is a rule assignment plus a seed and a
 post-processing step (see :mod:`jaxattr.methods`).
+
+Control flow whose bodies hold segments (see :mod:`jaxattr.engine.segment`) is re-emitted by the
+same interpreter: a ``scan`` as ``jax.lax.scan`` (its length, direction, ``unroll``, consts,
+carries and xs as traced; the loop stays rolled) whose body calls :func:`run` on the body graph,
+a ``cond`` as ``jax.lax.switch`` whose branches do. With a reference (DeepLIFT) the loop also
+carries the reference's carry and scans over the reference's xs, so the body builds the reference
+environment of every step (``body_reference``) and hands it to its rules; a switch evaluates the
+reference through the branch the *actual* input takes (summation to delta then holds when x and
+the reference take the same branch).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+import functools
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -52,11 +62,15 @@ def bind_rule(rule, segment: Segment, inputs: Sequence, consts: Sequence, refere
 
 
 def run(graph: Graph, assignment: Mapping[Segment, Any], leaves: Sequence,
-        reference_env: Optional[Mapping] = None) -> list:
+        reference_env: Optional[Mapping] = None,
+        body_reference: Optional[Callable] = None) -> list:
     """Evaluate ``graph`` on ``leaves`` (flattened ``(params, x)``) with ``assignment``'s rules.
 
     ``reference_env`` (var -> value, from :func:`environment` on the reference input) is handed
     to every rule as the reference values of its segment's inputs (DeepLIFT).
+    ``body_reference(body, leaves, reference_leaves) -> env`` builds the reference environment of
+    a control-flow body from its actual and reference inputs at one step (default:
+    :func:`environment` of the reference inputs).
     """
     env = dict(zip(graph.invars, leaves))
     read = lambda a: a.value if isinstance(a, Lit) else env[a]
@@ -64,10 +78,19 @@ def run(graph: Graph, assignment: Mapping[Segment, Any], leaves: Sequence,
     for node in graph.nodes:
         seg = owned.get(id(node))
         if seg is None:
-            # fast implementations (custom_vjp) only where the vjp of the explanation enters them:
-            # on x-dependent values; elsewhere forward-mode autodiff of the explanation must pass
-            fast = any(a in graph.tainted for a in node.ins if not isinstance(a, Lit))
-            env.update(zip(node.outs, node.bind(*[read(a) for a in node.ins], fast=fast)))
+            x_dependent = any(a in graph.tainted for a in node.ins if not isinstance(a, Lit))
+            vals = [read(a) for a in node.ins]
+            if node.bodies and x_dependent:
+                refs = None
+                if reference_env is not None:
+                    refs = [a.value if isinstance(a, Lit) else reference_env[a] for a in node.ins]
+                outs = _control_flow(node, vals, refs, assignment, body_reference)
+            else:
+                # fast implementations (custom_vjp) only where the vjp of the explanation enters
+                # them: on x-dependent values; elsewhere forward-mode autodiff of the explanation
+                # must pass
+                outs = node.bind(*vals, fast=x_dependent)
+            env.update(zip(node.outs, outs))
         elif seg.output in node.outs:
             ref = None
             if reference_env is not None:
@@ -75,6 +98,58 @@ def run(graph: Graph, assignment: Mapping[Segment, Any], leaves: Sequence,
             env[seg.output] = bind_rule(assignment[seg], seg, [env[v] for v in seg.inputs],
                                         [env[v] for v in seg.consts()], ref)
     return [read(a) for a in graph.outvars]
+
+
+def _control_flow(node, vals, refs, assignment, body_reference) -> list:
+    """``node`` (a ``scan`` or ``cond`` with bodies) re-emitted with :func:`run` in its bodies;
+    ``refs``: the reference values of its inputs, or ``None``."""
+    body_reference = body_reference or (lambda body, leaves, ref_leaves: environment(body, ref_leaves))
+
+    def call(body, leaves, ref_leaves):
+        """The body's outputs and, with a reference, the reference's (a literal output in its
+        traced dtype, so that branches and carries keep their types)."""
+        def typed(vals):
+            return [jnp.asarray(v, dtype=a.aval.dtype) if isinstance(a, Lit) and a.aval is not None
+                    else v for v, a in zip(vals, body.outvars)]
+
+        if ref_leaves is None:
+            return typed(run(body, assignment, leaves, None, body_reference)), None
+        ref_env = body_reference(body, leaves, ref_leaves)
+        outs = run(body, assignment, leaves, ref_env, body_reference)
+        return typed(outs), typed([a.value if isinstance(a, Lit) else ref_env[a]
+                                   for a in body.outvars])
+
+    if node.prim == "cond":
+        index, ops = vals[0], list(vals[1:])
+        ref_ops = None if refs is None else list(refs[1:])
+        branches = [functools.partial(lambda body, o, r: call(body, o, r)[0], body)
+                    for body in node.bodies]
+        return list(jax.lax.switch(index, branches, ops, ref_ops))
+    if node.prim != "scan":  # pragma: no cover - the tracer gives bodies to scan and cond only
+        raise NotImplementedError(f"control flow '{node.prim}'")
+    p = node.params
+    n_c, n_k = p["num_consts"], p["num_carry"]
+    consts, init, xs = vals[:n_c], vals[n_c:n_c + n_k], vals[n_c + n_k:]
+    (body,) = node.bodies
+    if refs is None:
+        def step(carry, x):
+            outs, _ = call(body, list(consts) + list(carry) + list(x), None)
+            return outs[:n_k], outs[n_k:]
+
+        carry, ys = jax.lax.scan(step, list(init), list(xs), length=p["length"],
+                                 reverse=p["reverse"], unroll=p["unroll"])
+        return list(carry) + list(ys)
+    r_consts, r_init, r_xs = refs[:n_c], refs[n_c:n_c + n_k], refs[n_c + n_k:]
+
+    def paired_step(carry, x):
+        (c, rc), (x_, rx) = carry, x
+        outs, r_outs = call(body, list(consts) + list(c) + list(x_),
+                            list(r_consts) + list(rc) + list(rx))
+        return (outs[:n_k], r_outs[:n_k]), outs[n_k:]
+
+    (carry, _), ys = jax.lax.scan(paired_step, (list(init), list(r_init)), (list(xs), list(r_xs)),
+                                  length=p["length"], reverse=p["reverse"], unroll=p["unroll"])
+    return list(carry) + list(ys)
 
 
 def environment(graph: Graph, leaves: Sequence) -> dict:

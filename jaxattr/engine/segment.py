@@ -29,6 +29,18 @@ plumbing      reshape, transpose, broadcast, slicing, concatenation, padding, â€
 Plumbing nodes form no segment: every method passes through them with their ordinary VJP.
 Anything else that depends on ``x`` raises :class:`UnsupportedPrimitiveError`, naming the
 primitive and the module path; no rule is ever silently skipped.
+
+**Control flow.** A ``scan`` or ``cond`` node that depends on ``x`` is not a segment itself: the
+segmenter recurses into its bodies (:attr:`~jaxattr.engine.trace.Node.bodies`), whose segments are
+ordinary segments of the one list :func:`segment` returns, placed where the node is evaluated
+(a GRU cell's dense layers, gates and products inside ``nn.RNN``'s scan, named by their full
+module path). :func:`jaxattr.engine.rewrite.run` re-emits the loop or switch with those rules in
+its body. Numbering (``index``, ``is_first``, ``is_last``) runs over that whole list, in
+evaluation order of the trace, so the first linear layer may sit inside a body. A
+body segment's input that comes from outside the body (a carry, an ``xs`` slice) is never
+marked non-negative. An x-dependent ``while`` loop raises (its trip count is dynamic: reverse-mode
+autodiff cannot enter it either); one independent of ``x`` is a constant like any other.
+An uncovered primitive inside a body raises with its full module path.
 """
 
 from __future__ import annotations
@@ -46,7 +58,8 @@ KINDS = LINEAR_KINDS + ("activation", "maxpool", "sum", "scale", "bilinear", "no
 
 PLUMBING = frozenset({
     "reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims", "slice", "dynamic_slice",
-    "concatenate", "pad", "rev", "copy", "copy_p", "convert_element_type", "reduce_precision",
+    "concatenate", "stack", "unstack", "pad", "rev", "copy", "copy_p", "convert_element_type",
+    "reduce_precision",
     "gather", "split", "select_and_gather_add", "device_put", "sharding_constraint",
     "mesh_cast", "reshard", "optimization_barrier",
 })
@@ -92,6 +105,9 @@ class Segment:
     is_first: bool = False  # first linear layer from the input
     is_last: bool = False  # last linear layer before the output
     nonneg_input: bool = False  # input known to be >= 0 (after a ReLU / max pool of ReLUs)
+    #: per input of a ``bilinear`` segment, whether it is a gate: a ``logistic`` (sigmoid)
+    #: output, possibly through elementwise affine ops with constants and relayouts (``1 âˆ’ z``)
+    gates: tuple = ()
 
     @property
     def family(self) -> str:
@@ -129,13 +145,46 @@ def _where(node: Node) -> str:
 
 
 def segment(graph: Graph) -> list:
-    """Classify every x-dependent node; return segments in evaluation order (by their last node)."""
+    """Classify every x-dependent node of ``graph`` and of its bodies; return segments in
+    evaluation order (by their last node; a body's segments where its node is evaluated)."""
+    segments = _segment_graph(graph)
+    _number_linear(segments)
+    top = {o for n in graph.nodes for o in n.outs}
+    _refuse_output_normalisation([s for s in segments if s.output in top], graph)
+    return segments
+
+
+def _number_linear(segments) -> None:
+    """Each linear segment's position among them (``index``, ``is_first``, ``is_last``)."""
+    linear = [s for s in segments if s.kind in LINEAR_KINDS]
+    for i, seg in enumerate(linear):
+        seg.index = i
+        seg.is_first = i == 0
+        seg.is_last = i == len(linear) - 1
+
+
+def _in_evaluation_order(graph: Graph, segments, nested: dict) -> list:
+    """``segments`` of ``graph`` (by the node producing their output) with ``nested[id(node)]``,
+    the segments of a control-flow node's bodies, where that node is evaluated."""
+    made = {o: i for i, n in enumerate(graph.nodes) for o in n.outs}
+    by_node: dict = {}
+    for seg in segments:
+        by_node.setdefault(made[seg.output], []).append(seg)
+    out = []
+    for i, node in enumerate(graph.nodes):
+        out.extend(nested.get(id(node), ()))
+        out.extend(by_node.get(i, ()))
+    return out
+
+
+def _segment_graph(graph: Graph) -> list:
     tainted = graph.tainted
     users = graph.consumers()
     n_users = lambda v: len(users.get(v, ())) + sum(1 for a in graph.outvars if a == v)
     owner: dict = {}  # var -> segment that produced it
     rooted: dict = {}  # var -> activation regions grown from it
     segments: list = []
+    nested: dict = {}  # id(control-flow node) -> segments of its bodies
     producer = {o: n for n in graph.nodes for o in n.outs}
 
     def tainted_ins(node):
@@ -147,6 +196,18 @@ def segment(graph: Graph) -> list:
             continue
         prim = node.prim
         uniq = list(dict.fromkeys(t_ins))
+
+        # 0. control flow: its bodies are segmented (the node itself re-emitted by the rewriter)
+        if node.bodies:
+            nested[id(node)] = [seg for body in node.bodies for seg in _segment_graph(body)]
+            continue
+        if prim == "while":
+            raise UnsupportedPrimitiveError(
+                f"'while' {_where(node)} carries a value that depends on the explained input x. A "
+                "while loop (jax.lax.while_loop, or fori_loop with traced bounds) has a trip count "
+                "known only at run time, so no rule can be re-emitted inside it, and jax.grad "
+                "cannot reverse-differentiate it either. Write the loop with jax.lax.scan, or "
+                "jax.lax.fori_loop with static (Python int) bounds, which lowers to a scan.")
 
         # 1. extend an affine chain: `z = lin(x, W)` followed by `z + b`, `z * s`, ... (also after a
         #    sum: an average pool is a window sum and a division, and rules see the mean)
@@ -241,8 +302,7 @@ def segment(graph: Graph) -> list:
             owner[o] = seg
 
     _finish(segments, graph, users)
-    _refuse_output_normalisation(segments, graph)
-    return segments
+    return _in_evaluation_order(graph, segments, nested)
 
 
 
@@ -402,18 +462,32 @@ def _finish(segments, graph: Graph, users) -> None:
             seg.output = used_outside[0]
             seg.nodes = _needed(seg.nodes, seg.output)
     segments.extend(split_off)
-    linear = [s for s in segments if s.kind in LINEAR_KINDS]
-    for i, seg in enumerate(linear):
-        seg.index = i
-        seg.is_first = i == 0
-        seg.is_last = i == len(linear) - 1
     _mark_nonneg(segments, graph)
-    # evaluate each segment when its output is produced
-    order = {}
-    for node in graph.nodes:
-        for o in node.outs:
-            order[o] = node.index
-    segments.sort(key=lambda s: order[s.output])
+    _mark_gates(segments, graph)
+
+
+def _mark_gates(segments, graph: Graph) -> None:
+    """Mark which factors of each ``bilinear`` segment are gates (see :attr:`Segment.gates`)."""
+    producer = {o: n for n in graph.nodes for o in n.outs}
+
+    def is_gate(v):
+        for _ in range(16):
+            node = producer.get(v)
+            if node is None:
+                return False
+            if activation_name(node) in ("logistic", "sigmoid"):
+                return True
+            t_ins = list(dict.fromkeys(a for a in node.ins if is_var(a) and a in graph.tainted))
+            if len(t_ins) != 1 or node.prim not in AFFINE_CONST | RELAYOUT:
+                return False
+            if node.prim in AFFINE_CONST and not _affine_operand_ok(node, t_ins[0]):
+                return False
+            v = t_ins[0]
+        return False
+
+    for seg in segments:
+        if seg.kind == "bilinear":
+            seg.gates = tuple(is_gate(v) for v in seg.inputs)
 
 
 _NONNEG_ACTIVATIONS = frozenset({"relu", "relu6", "softplus", "sigmoid", "logistic"})

@@ -23,8 +23,10 @@ from .lrp import ZPlus as ZPlus
 from .pooling import WinnerTakeAll as WinnerTakeAll
 from .product import DeepLIFTProduct as DeepLIFTProduct
 from .product import HoldScale as HoldScale
+from .product import SignalTakeAll as SignalTakeAll
 from .product import Uniform as Uniform
 
 __all__ = ["Rule", "LayerRule", "Term", "Group", "Gradient", "Pass", "Norm", "Epsilon", "ZPlus",
            "AlphaBeta", "Gamma", "Flat", "WSquare", "ZBox", "Guided", "Deconv", "Rescale", "WinnerTakeAll"]
-__all__ += ["DeepLIFTMax", "RevealCancel", "RevealCancelLinear", "DeepLIFTProduct", "HoldScale", "Uniform"]
+__all__ += ["DeepLIFTMax", "RevealCancel", "RevealCancelLinear", "DeepLIFTProduct", "HoldScale", "Uniform",
+            "SignalTakeAll"]

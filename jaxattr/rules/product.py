@@ -17,6 +17,12 @@ transformers", ICML): the *uniform* rule splits the relevance of a
 product of two inputs equally, ``R_{x₁} = R_{x₂} = ½ R_y`` (:class:`Uniform`). It conserves, and
 is what the LRP presets (:data:`jaxattr.composites.LRP_BASE`) put on every product.
 
+**LSTM/GRU gates** (Arras, Montavon, Müller & Samek 2017, "Explaining recurrent neural network
+predictions in sentiment analysis", WASSA): in a product of a *gate* (a sigmoid output, possibly
+as ``1 − z``) and a *signal*, the gate only decides how much of the signal passes, so the signal
+takes all the relevance, ``R_signal = R_y``, ``R_gate = 0`` (:class:`SignalTakeAll`; the engine
+marks the gate factors, :attr:`jaxattr.engine.Segment.gates`).
+
 **Normalisation** (the engine's ``normalise`` segments, ``y = s ⊙ g(s)`` with ``g`` through a
 reduction: LayerNorm's ``(x − μ) ⊙ rsqrt(σ² + ε)``, RMSNorm): LRP holds the normalising scale
 constant, ``R_s = R_y``, ``R_{g} = 0`` (:class:`HoldScale`; the rule of AttnLRP and CP-LRP for
@@ -46,6 +52,38 @@ class Uniform(Rule):
     def backward(self, view, inputs, output, cotangent, reference):
         half = 0.5 * cotangent
         return tuple(unbroadcast(half, x.shape) for x in inputs)
+
+
+@dataclasses.dataclass(frozen=True)
+class SignalTakeAll(Rule):
+    """Arras et al. 2017's rule for a gated product ``y = g ⊙ s`` (LSTM/GRU gates): the signal
+    ``s`` takes all the relevance, the gate ``g`` (a ``logistic``/sigmoid output, possibly through
+    ``1 − z`` and relayouts) none: ``R_s = R_y``, ``R_g = 0``. Conserves relevance.
+
+    Applies to ``bilinear`` segments with exactly one gate factor (``segment.gates``); on any
+    other product it raises ``ValueError`` (select only gated products, as
+    :func:`jaxattr.composites.lstm_signal_take_all` does with
+    :func:`jaxattr.composites.gated_product`).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxattr as ja
+        >>> gated = lambda p, x: jax.nn.sigmoid(x @ p[0]) * jnp.tanh(x @ p[1])
+        >>> p, x = (jnp.ones((2, 1)), jnp.ones((2, 1))), jnp.array([[1.0, 2.0]])
+        >>> R = ja.attribute(gated, p, x, method=ja.LRP(ja.composites.lstm_signal_take_all()))
+    """
+
+    kinds = ("bilinear",)
+
+    def backward(self, view, inputs, output, cotangent, reference):
+        gates = view.segment.gates
+        if sum(gates) != 1:
+            raise ValueError(
+                f"SignalTakeAll needs a product of one gate (a sigmoid output) and one signal; the "
+                f"{view.segment.describe()} has {sum(gates)} gate factors. Select gated products "
+                "only (ja.composites.gated_product) and give other products another rule "
+                "(ja.rules.Uniform()).")
+        return tuple(jax.numpy.zeros_like(x) if gate else unbroadcast(cotangent, x.shape)
+                     for x, gate in zip(inputs, gates))
 
 
 @dataclasses.dataclass(frozen=True)
