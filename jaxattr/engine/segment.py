@@ -19,10 +19,17 @@ kind          what it matches                                                   
               after it (an average pool's division: rules see the mean)
 ``scale``     a lone elementwise affine op with a constant operand                   gradient
 ``bilinear``  ``mul`` of two different x-dependent tensors (gates, GLU) that no        none: a
-              activation region covers (``x·sigmoid(x)`` stays an activation)       rule is needed
+              activation region covers (``x·sigmoid(x)`` stays an activation), and  rule is needed
+              ``dot_general`` of two different x-dependent tensors (attention's
+              ``QKᵀ`` and ``AV``); ``held`` lists the operands that are softmax
+              outputs (attention weights)
 ``normalise`` such a ``mul`` whose second factor is computed from the first through    none: a
               a reduction, ``x ⊙ rsqrt(mean(x²) + ε)`` (LayerNorm, RMSNorm);         rule is needed
               inputs ``(signal, scale)``
+``softmax``   ``exp(z − max z) / Σ exp(z − max z)`` over an axis (``jax.nn.softmax``,    none: a
+              Flax attention, masked with ``where=``, the shift stop-gradient'ed or  rule is needed
+              not): the ``exp``, the ``sum``, the ``div`` and the max shift; input
+              ``z``. At the model's output it is refused ("explain the logits")
 plumbing      reshape, transpose, broadcast, slicing, concatenation, padding, …      gradient
 ============  =====================================================================  ===========
 
@@ -42,7 +49,8 @@ import numpy as np
 from .trace import Graph, Lit, Node, is_var
 
 LINEAR_KINDS = ("dense", "conv")
-KINDS = LINEAR_KINDS + ("activation", "maxpool", "sum", "scale", "bilinear", "normalise")
+KINDS = LINEAR_KINDS + ("activation", "maxpool", "sum", "scale", "bilinear", "normalise",
+                        "softmax")
 
 PLUMBING = frozenset({
     "reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims", "slice", "dynamic_slice",
@@ -92,6 +100,7 @@ class Segment:
     is_first: bool = False  # first linear layer from the input
     is_last: bool = False  # last linear layer before the output
     nonneg_input: bool = False  # input known to be >= 0 (after a ReLU / max pool of ReLUs)
+    held: tuple = ()  # bilinear: positions of the inputs that are softmax outputs (A of A·V)
 
     @property
     def family(self) -> str:
@@ -120,6 +129,11 @@ class Segment:
                     out.append(a)
         return tuple(out)
 
+    @property
+    def elementwise(self) -> bool:
+        """A bilinear segment that multiplies elementwise (``mul``), not a contraction."""
+        return self.kind == "bilinear" and self.core.prim == "mul"
+
     def describe(self) -> str:
         return f"{self.kind} '{self.name or '<unnamed>'}' ({', '.join(n.prim for n in self.nodes)})"
 
@@ -137,6 +151,7 @@ def segment(graph: Graph) -> list:
     rooted: dict = {}  # var -> activation regions grown from it
     segments: list = []
     producer = {o: n for n in graph.nodes for o in n.outs}
+    softmax_of = _softmaxes(graph, producer, users)  # id(node) -> its softmax segment
 
     def tainted_ins(node):
         return [a for a in node.ins if is_var(a) and a in tainted]
@@ -147,6 +162,17 @@ def segment(graph: Graph) -> list:
             continue
         prim = node.prim
         uniq = list(dict.fromkeys(t_ins))
+
+        # 0. a node of a softmax recognised beforehand (its ``exp``, ``sum``, ``div``, shift)
+        if id(node) in softmax_of:
+            seg = softmax_of[id(node)]
+            if not seg.nodes:
+                seg.name = node.name
+                segments.append(seg)
+            seg.nodes.append(node)
+            for o in node.outs:
+                owner[o] = seg
+            continue
 
         # 1. extend an affine chain: `z = lin(x, W)` followed by `z + b`, `z * s`, ... (also after a
         #    sum: an average pool is a window sum and a division, and rules see the mean)
@@ -189,12 +215,15 @@ def segment(graph: Graph) -> list:
 
         # 3. start a new segment
         seg = None
-        if prim in ("dot_general", "conv_general_dilated"):
-            if len(uniq) != 1 or (prim == "conv_general_dilated" and node.ins[0] not in tainted):
+        if prim == "dot_general" and len(uniq) == 2:
+            seg = Segment("bilinear", [node], tuple(uniq))
+        elif prim in ("dot_general", "conv_general_dilated"):
+            both = len(t_ins) > 1  # x·xᵀ: one tensor on both sides
+            if both or len(uniq) != 1 or (prim == "conv_general_dilated" and node.ins[0] not in tainted):
                 raise UnsupportedPrimitiveError(
-                    f"'{prim}' {_where(node)} multiplies two x-dependent tensors (or uses x as the "
-                    "kernel); no attribution rule covers bilinear layers. Make one operand a "
-                    "parameter, or wrap the product in jax.lax.stop_gradient on one side.")
+                    f"'{prim}' {_where(node)} multiplies an x-dependent tensor by itself (or uses x "
+                    "as a convolution kernel); no attribution rule covers that. Make one operand a "
+                    "parameter, or wrap one side in jax.lax.stop_gradient.")
             seg = Segment("dense" if prim == "dot_general" else "conv", [node], tuple(uniq))
             pad = producer.get(uniq[0])
             if pad is not None and _zero_pad(pad, graph, producer) and n_users(uniq[0]) == 1:
@@ -241,8 +270,123 @@ def segment(graph: Graph) -> list:
             owner[o] = seg
 
     _finish(segments, graph, users)
+    _mark_held(segments, producer, graph)
     _refuse_output_normalisation(segments, graph)
     return segments
+
+
+#: ops between a softmax's ``exp`` and its ``sum``, or its ``sum`` and ``div``: the same values
+#: in another layout, or masked by a constant predicate (``jax.nn.softmax(where=...)``)
+_SOFTMAX_PLUMBING = frozenset({"broadcast_in_dim", "reshape", "squeeze", "expand_dims",
+                               "convert_element_type", "copy", "copy_p", "select_n", "transpose"})
+#: ops of the max shift ``broadcast(stop_gradient(max(−inf, reduce_max(z))))``
+_SHIFT = frozenset({"reduce_max", "max", "broadcast_in_dim", "reshape", "expand_dims",
+                    "stop_gradient", "convert_element_type", "copy", "copy_p"})
+
+
+def _softmaxes(graph: Graph, producer: dict, users: dict) -> dict:
+    """Softmaxes over an axis, recognised before segmentation: ``div(e, B(Σ M(e)))`` with
+    ``e = exp(u)``, ``M``/``B`` layout changes or constant masks (:data:`_SOFTMAX_PLUMBING`) and
+    ``u = z − shift`` where the shift is ``z``'s own maximum (through ``stop_gradient`` or not),
+    or ``u = z``. Returns ``id(node) -> Segment`` (kind ``softmax``, input ``z``, nodes still
+    empty: the main loop fills them in order). A candidate whose inner values are read outside
+    it is left alone (its pieces then meet the usual rules, or the usual error)."""
+    tainted = graph.tainted
+    t_var = lambda a: is_var(a) and a in tainted
+    found: dict = {}
+
+    def back(v, allowed, stop):
+        """Walk ``v`` back through single-x-input ``allowed`` ops until ``stop(var)``:
+        ``(nodes walked, var reached)``, or ``None`` if it stops elsewhere."""
+        walked = []
+        while not stop(v):
+            node = producer.get(v)
+            ins = [a for a in node.ins if t_var(a)] if node is not None else []
+            if (node is None or node.prim not in allowed or len(ins) != 1
+                    or (node.prim == "select_n" and t_var(node.ins[0]))):
+                return None
+            walked.append(node)
+            v = ins[0]
+        return walked, v
+
+    made_by = lambda prim: lambda v: producer.get(v) is not None and producer[v].prim == prim
+
+    for div in graph.nodes:
+        if div.prim != "div" or len(div.ins) != 2 or not all(t_var(a) for a in div.ins):
+            continue
+        num, den = div.ins
+        exp = producer.get(num)
+        if exp is None or exp.prim != "exp":
+            continue
+        to_sum = back(den, _SOFTMAX_PLUMBING, made_by("reduce_sum"))
+        if to_sum is None:
+            continue
+        total = producer[to_sum[1]]
+        masked = back(next(a for a in total.ins if t_var(a)), _SOFTMAX_PLUMBING, lambda v: v == num)
+        if masked is None:
+            continue
+        nodes = [exp, total, div] + to_sum[0] + masked[0]
+        z = exp.ins[0]
+        sub = producer.get(z)
+        if sub is not None and sub.prim == "sub" and t_var(sub.ins[0]):
+            signal, shift = sub.ins
+            if not t_var(shift):  # stop_gradient(max): a constant of the segment
+                if _max_of(shift, signal, producer):
+                    nodes.append(sub)
+                    z = signal
+            else:  # the maximum computed from z inside the segment
+                walked = back(shift, _SHIFT, made_by("reduce_max"))
+                if walked is not None and producer[walked[1]].ins[0] == signal:
+                    nodes += [sub, producer[walked[1]]] + walked[0]
+                    z = signal
+        inside = {id(n) for n in nodes}
+        if any(id(n) in found for n in nodes) or any(
+                id(u) not in inside for n in nodes if n is not div
+                for o in n.outs for u in users.get(o, ()) if any(t in tainted for t in u.outs)):
+            continue
+        if any(o in graph.outvars for n in nodes if n is not div for o in n.outs):
+            continue
+        seg = Segment("softmax", [], (z,), div.outs[0])
+        for n in nodes:
+            if any(o in tainted for o in n.outs):
+                found[id(n)] = seg
+    return found
+
+
+def _max_of(shift, z, producer: dict, depth: int = 8) -> bool:
+    """Whether the (stop-gradient'ed) ``shift`` is computed from ``reduce_max(z)``."""
+    v = shift
+    for _ in range(depth):
+        node = producer.get(v)
+        if node is None or node.prim not in _SHIFT:
+            return False
+        if node.prim == "reduce_max":
+            return node.ins[0] == z
+        v = next((a for a in node.ins if is_var(a)), None)
+        if v is None:
+            return False
+    return False
+
+
+def _mark_held(segments, producer: dict, graph: Graph) -> None:
+    """Mark the operands of each contraction that are softmax outputs (the ``A`` of ``A·V``),
+    possibly after layout changes: CP-LRP holds them constant."""
+    softmax_out = {s.output for s in segments if s.kind == "softmax"}
+    for seg in segments:
+        if seg.kind != "bilinear":
+            continue
+        held = []
+        for i, v in enumerate(seg.inputs):
+            for _ in range(16):
+                if v in softmax_out:
+                    held.append(i)
+                    break
+                node = producer.get(v)
+                ins = [a for a in node.ins if is_var(a) and a in graph.tainted] if node else []
+                if node is None or node.prim not in PLUMBING or len(ins) != 1:
+                    break
+                v = ins[0]
+        seg.held = tuple(held)
 
 
 
