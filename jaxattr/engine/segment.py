@@ -198,7 +198,7 @@ def segment(graph: Graph) -> list:
                 continue
 
         # 2. grow an elementwise region (activation) whose vars cover all x-dependent inputs
-        if prim in ELEMENTWISE and _elementwise_shape(node, graph):
+        if prim in ELEMENTWISE and _elementwise_shape(node, graph) and _elementwise_call(node):
             region = _region_of(uniq, owner, rooted)
             # an affine op on an activation's output that is also read elsewhere (a gate ``z``
             # used as ``z * h`` and ``1 - z``) starts its own (scale) segment: the activation
@@ -243,7 +243,9 @@ def segment(graph: Graph) -> list:
             scaled = _normalised(uniq, producer, graph)
             seg = (Segment("normalise", [node], scaled) if scaled
                    else Segment("bilinear", [node], tuple(uniq)))
-        elif prim in ELEMENTWISE and _elementwise_shape(node, graph):
+        elif len(uniq) == 1 and _elementwise_shape(node, graph) and _softmax_call(node):
+            seg = Segment("softmax", [node], tuple(uniq))
+        elif prim in ELEMENTWISE and _elementwise_shape(node, graph) and _elementwise_call(node):
             if len(uniq) > 1:
                 raise UnsupportedPrimitiveError(
                     f"'{prim}' {_where(node)} combines two x-dependent tensors non-linearly; no rule "
@@ -322,10 +324,16 @@ def _softmaxes(graph: Graph, producer: dict, users: dict) -> dict:
         if to_sum is None:
             continue
         total = producer[to_sum[1]]
-        masked = back(next(a for a in total.ins if t_var(a)), _SOFTMAX_PLUMBING, lambda v: v == num)
+        # the sum reads the numerator, or the same exponential computed again (``exp(s) /
+        # exp(s).sum()``)
+        same_exp = lambda v: v == num or (producer.get(v) is not None and producer[v].prim == "exp"
+                                          and producer[v].ins[0] == exp.ins[0])
+        masked = back(next(a for a in total.ins if t_var(a)), _SOFTMAX_PLUMBING, same_exp)
         if masked is None:
             continue
         nodes = [exp, total, div] + to_sum[0] + masked[0]
+        if masked[1] != num:
+            nodes.append(producer[masked[1]])
         z = exp.ins[0]
         sub = producer.get(z)
         if sub is not None and sub.prim == "sub" and t_var(sub.ins[0]):
@@ -351,6 +359,50 @@ def _softmaxes(graph: Graph, producer: dict, users: dict) -> dict:
             if any(o in tainted for o in n.outs):
                 found[id(n)] = seg
     return found
+
+
+_CALLS = frozenset({"custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"})
+#: what an elementwise custom-derivative call (``jax.nn.relu``, ``jnp.logaddexp``) may hold
+_ELEMENTWISE_INNER = ELEMENTWISE | {"pjit", "jit", "closed_call", "broadcast_in_dim",
+                                    "stop_gradient"}
+#: what a softmax written as one custom-derivative call (``jax_softmax_custom_jvp``) may hold
+_SOFTMAX_INNER = _ELEMENTWISE_INNER | _SOFTMAX_PLUMBING | _SHIFT | {"reduce_sum"}
+
+
+def _inner_prims(node: Node) -> Optional[set]:
+    """The primitives inside a custom-derivative call (nested calls included), or ``None``."""
+    def collect(jaxpr, out):
+        jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+        for eqn in jaxpr.eqns:
+            out.add(eqn.primitive.name)
+            for v in eqn.params.values():
+                if hasattr(v, "eqns") or hasattr(getattr(v, "jaxpr", None), "eqns"):
+                    collect(v, out)
+        return out
+
+    inner = node.params.get("call_jaxpr", node.params.get("fun_jaxpr"))
+    if inner is None or not (hasattr(inner, "eqns") or hasattr(getattr(inner, "jaxpr", None), "eqns")):
+        return None
+    return collect(inner, set())
+
+
+def _elementwise_call(node: Node) -> bool:
+    """A node that is not a custom-derivative call, or one holding only elementwise ops: a
+    ``custom_jvp`` softmax or normalisation must not pass for an activation."""
+    if node.prim not in _CALLS:
+        return True
+    prims = _inner_prims(node)
+    return prims is not None and prims <= _ELEMENTWISE_INNER
+
+
+def _softmax_call(node: Node) -> bool:
+    """A custom-derivative call that is a softmax (``jax.nn.softmax`` under
+    ``jax_softmax_custom_jvp``): ``exp``, ``reduce_sum`` and ``div``, and nothing but the
+    softmax's own plumbing and max shift."""
+    if node.prim not in _CALLS:
+        return False
+    prims = _inner_prims(node)
+    return prims is not None and {"exp", "reduce_sum", "div"} <= prims and prims <= _SOFTMAX_INNER
 
 
 def _max_of(shift, z, producer: dict, depth: int = 8) -> bool:
@@ -458,10 +510,12 @@ def _refuse_output_normalisation(segments, graph: Graph) -> None:
     out_shape = graph.avals[outs[0]].shape
     for node in graph.nodes[after + 1:]:
         t_ins = [a for a in node.ins if is_var(a) and a in graph.tainted]
-        if node.prim not in _OUTPUT_REDUCTIONS or not t_ins:
+        if not t_ins or not (node.prim in _OUTPUT_REDUCTIONS or _softmax_call(node)):
             continue
         shape = graph.avals[t_ins[0]].shape
         axes = node.params.get("axes", (node.params.get("axis"),))
+        if _softmax_call(node):  # over some axis: refused whole at the output
+            axes = (len(shape) - 1,)
         if shape == out_shape and len(shape) >= 1 and (len(shape) - 1) in tuple(axes):
             raise UnsupportedPrimitiveError(
                 f"the model's output is normalised over the class axis after its last linear "

@@ -67,8 +67,12 @@ class PathIntegral(Rule):
         alphas = jnp.asarray((nodes + 1) / 2, dtype)
         weights = jnp.asarray(weights / 2, dtype)
 
+        # where x and x⁰ agree the path stays put (also at ±∞, a mask written into scores)
+        deltas = tuple(jnp.where(x == r, 0.0, x - r) for x, r in zip(inputs, refs))
+
         def at(alpha):
-            point = tuple(r + alpha * (x - r) for x, r in zip(inputs, refs))
+            point = tuple(jnp.where(d == 0, x, r + alpha * d)
+                          for x, r, d in zip(inputs, refs, deltas))
             return jax.vjp(view.fn, *point)[1](cotangent)
 
         grads = jax.vmap(at)(alphas)
