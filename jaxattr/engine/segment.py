@@ -283,7 +283,10 @@ _SOFTMAX_PLUMBING = frozenset({"broadcast_in_dim", "reshape", "squeeze", "expand
                                "convert_element_type", "copy", "copy_p", "select_n", "transpose"})
 #: ops of the max shift ``broadcast(stop_gradient(max(−inf, reduce_max(z))))``
 _SHIFT = frozenset({"reduce_max", "max", "broadcast_in_dim", "reshape", "expand_dims",
-                    "stop_gradient", "convert_element_type", "copy", "copy_p"})
+                    "stop_gradient", "convert_element_type", "copy", "copy_p", "transpose"})
+#: layout changes through which the shift's maximum may be taken (Flax NNX transposes the
+#: scores after taking it)
+_SAME_VALUES = frozenset({"transpose", "reshape", "convert_element_type", "copy", "copy_p"})
 
 
 def _softmaxes(graph: Graph, producer: dict, users: dict) -> dict:
@@ -339,12 +342,18 @@ def _softmaxes(graph: Graph, producer: dict, users: dict) -> dict:
         if sub is not None and sub.prim == "sub" and t_var(sub.ins[0]):
             signal, shift = sub.ins
             if not t_var(shift):  # stop_gradient(max): a constant of the segment
-                if _max_of(shift, signal, producer):
+                # any constant along the summed axes cancels in the softmax
+                axes = total.params.get("axes", ())
+                along = (graph.avals[total.ins[0]].shape == graph.avals[num].shape
+                         and len(graph.avals[shift].shape) == len(graph.avals[num].shape)
+                         and all(graph.avals[shift].shape[a] == 1 for a in axes))
+                if along or _max_of(shift, signal, producer, graph):
                     nodes.append(sub)
                     z = signal
             else:  # the maximum computed from z inside the segment
                 walked = back(shift, _SHIFT, made_by("reduce_max"))
-                if walked is not None and producer[walked[1]].ins[0] == signal:
+                if walked is not None and _root(producer[walked[1]].ins[0], producer) == _root(
+                        signal, producer):
                     nodes += [sub, producer[walked[1]]] + walked[0]
                     z = signal
         inside = {id(n) for n in nodes}
@@ -405,15 +414,26 @@ def _softmax_call(node: Node) -> bool:
     return prims is not None and {"exp", "reduce_sum", "div"} <= prims and prims <= _SOFTMAX_INNER
 
 
-def _max_of(shift, z, producer: dict, depth: int = 8) -> bool:
-    """Whether the (stop-gradient'ed) ``shift`` is computed from ``reduce_max(z)``."""
+def _root(v, producer: dict, depth: int = 8):
+    """``v`` before any layout change (:data:`_SAME_VALUES`)."""
+    for _ in range(depth):
+        node = producer.get(v)
+        if node is None or node.prim not in _SAME_VALUES or not is_var(node.ins[0]):
+            break
+        v = node.ins[0]
+    return v
+
+
+def _max_of(shift, z, producer: dict, graph: Graph, depth: int = 12) -> bool:
+    """Whether the (stop-gradient'ed) ``shift`` is computed from ``reduce_max`` of ``z`` (up to
+    layout changes of ``z``)."""
     v = shift
     for _ in range(depth):
         node = producer.get(v)
         if node is None or node.prim not in _SHIFT:
             return False
         if node.prim == "reduce_max":
-            return node.ins[0] == z
+            return is_var(node.ins[0]) and _root(node.ins[0], producer) == _root(z, producer)
         v = next((a for a in node.ins if is_var(a)), None)
         if v is None:
             return False
