@@ -5,7 +5,8 @@ GPT-style decoder (causal mask) of ``tests/model_zoo.py``, in float64:
 * each example alone, under ``jax.vmap`` over the examples, equals the batch (batch == per
   example); jit equals eager (``jax.disable_jit``) on the GPT;
 * DeepLIFT sums to delta within 1e-6 relative (``ja.evaluation.checks.summation_to_delta``);
-* conservation with biases (and position embeddings, the cls token) set to 0 and a tiny ε:
+* conservation with biases (and position embeddings, the cls token) set to 0 and a tiny ε
+  (GPT by default; the NNX ViT and BERT with ``-m slow``):
   CP-LRP's relevance sums to the target logit; AttnLRP's to the logit minus what its softmax
   rule absorbs (the Taylor bias term of Achtibat et al. 2024, Prop. 3.1), measured by a ledger
   rule that wraps every rule and records ``ΣR_out − ΣR_in`` per segment.
@@ -23,7 +24,7 @@ import jaxattr as ja
 import model_zoo as Z  # noqa: E402  (tests/ is on sys.path, see conftest.py)
 import oracle as O  # noqa: E402
 
-NAMES = ("vit", "vit_mean_nnx", "bert", "gpt")
+NAMES = ("vit", pytest.param("vit_mean_nnx", marks=pytest.mark.slow), "bert", "gpt")
 METHODS = {"attn_lrp": ja.LRP(ja.composites.attn_lrp(1e-6)),
            "cp_lrp": ja.LRP(ja.composites.cp_lrp(1e-6)),
            "deeplift": ja.DeepLIFT(reference=0.0)}
@@ -125,7 +126,8 @@ def _no_biases(params):
     return jax.tree_util.tree_map_with_path(zero, params)
 
 
-@pytest.mark.parametrize("name", ["vit_mean_nnx", "bert", "gpt"])
+@pytest.mark.parametrize("name", ["gpt", pytest.param("vit_mean_nnx", marks=pytest.mark.slow),
+                                  pytest.param("bert", marks=pytest.mark.slow)])
 def test_conservation_without_biases(name):
     with jax.enable_x64(True):
         (entry,) = Z.zoo(jnp.float64, [name])

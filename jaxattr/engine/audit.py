@@ -14,7 +14,8 @@ class Row(NamedTuple):
     primitive: str
     name: str  # module path ("" when the model gives none)
     kind: str  # segment kind, "plumbing" (ordinary VJP), "other" (any other op a lenient
-    #            segmentation leaves alone: ordinary VJP) or "constant" (independent of x)
+    #            segmentation leaves alone: ordinary VJP) or "constant" (independent of x, or
+    #            dependent only through stop_gradient, like a softmax's max shift)
     rule: str  # rule applied, or "gradient"
 
 
@@ -40,7 +41,8 @@ def audit(apply_fn: Callable, params: Any, x: Any, method: Any = None) -> list:
         seg = seg_of.get(id(node))
         if seg is not None:
             kind, rule = seg.kind, repr(assignment[seg]) if seg in assignment else "gradient"
-        elif any(a in graph.tainted for a in node.ins if not hasattr(a, "value")):
+        elif (any(a in graph.tainted for a in node.ins if not hasattr(a, "value"))
+              and any(o in graph.tainted for o in node.outs)):  # stop_gradient'ed: a constant
             kind = "plumbing" if strict or node.prim in PLUMBING else "other"
             rule = "gradient"
         else:
