@@ -19,6 +19,8 @@ A rule-based method that does not apply (an operation no rule covers) gets one l
 
     python benchmarks/zoo.py                  # dim 32, batch 32, 16x16 images, 16 tokens
     python benchmarks/zoo.py --small          # the test sizes, batch 2 (a smoke run)
+    python benchmarks/zoo.py --models vit --batch 64 \
+        --methods gradient lrp.attn_lrp lrp.cp_lrp deeplift   # issue #21's attention rows
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ METHODS = {
     "guided_backprop": ja.GuidedBackprop(),
     "deconvnet": ja.DeconvNet(),
     "lrp.epsilon_plus": ja.LRP(),
+    "lrp.attn_lrp": ja.LRP(ja.composites.attn_lrp()),
+    "lrp.cp_lrp": ja.LRP(ja.composites.cp_lrp()),
     "deeplift": ja.DeepLIFT(),
 }
 

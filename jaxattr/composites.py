@@ -5,7 +5,9 @@ matches a segment gives its rule, and a segment no selector matches keeps its or
 Selectors are
 
 * a segment kind: ``"dense"``, ``"conv"``, ``"activation"``, ``"maxpool"``, ``"sum"``, ``"scale"``,
-  ``"bilinear"`` (a product of two x-dependent tensors), ``"normalise"`` (LayerNorm, RMSNorm);
+  ``"bilinear"`` (a product of two x-dependent tensors), ``"normalise"`` (LayerNorm, RMSNorm),
+  ``"softmax"`` (a softmax inside the model: attention weights);
+* ``"attention"``: a bilinear segment one of whose operands is a softmax output (``A·V``);
 * ``"linear"`` (dense or conv), ``"first"`` / ``"last"`` (the linear layer nearest the input /
   the output), ``"name:<regex>"`` (module path, e.g. ``"name:Conv_0"``; NNX models have no paths);
 * a tuple of selectors (all must match), or any callable ``segment -> bool``.
@@ -30,7 +32,8 @@ from .engine.segment import KINDS, Segment
 from .rules.activation import Deconv, Guided
 from .rules.base import Norm, Pass, Rule
 from .rules.lrp import AlphaBeta, Epsilon, Flat, Gamma, ZBox, ZPlus, as_bound
-from .rules.product import HoldScale, SignalTakeAll, Uniform
+from .rules.product import ConstantAttention, HoldScale, SignalTakeAll, Uniform
+from .rules.softmax import Constant, SoftmaxTaylor
 
 Selector = Union[str, tuple, Callable[[Segment], bool]]
 
@@ -43,6 +46,8 @@ def matches(selector: Selector, segment: Segment) -> bool:
         return all(matches(s, segment) for s in selector)
     if selector in KINDS:
         return segment.kind == selector
+    if selector == "attention":
+        return segment.kind == "bilinear" and bool(segment.held)
     if selector == "linear":
         return segment.family == "linear"
     if selector == "first":
@@ -51,7 +56,8 @@ def matches(selector: Selector, segment: Segment) -> bool:
         return segment.family == "linear" and segment.is_last
     if isinstance(selector, str) and selector.startswith("name:"):
         return re.search(selector[5:], segment.name) is not None
-    raise ValueError(f"unknown selector {selector!r}: use one of {KINDS + ('linear', 'first', 'last')}, "
+    raise ValueError(f"unknown selector {selector!r}: use one of "
+                     f"{KINDS + ('linear', 'first', 'last', 'attention')}, "
                      "'name:<regex>', a tuple of selectors, or a callable segment -> bool")
 
 
@@ -85,10 +91,12 @@ class Composite:
 
 
 #: Zennit's ``layer_map_base``: what every LRP composite does outside dense/conv layers; and
-#: on products of two x-dependent tensors (gates, GLUs) AttnLRP's uniform rule (½ to each), on
-#: normalisations (LayerNorm, RMSNorm) the scale held constant (AttnLRP, CP-LRP).
+#: on products of two x-dependent tensors (gates, GLUs, attention) AttnLRP's uniform rule (½ to
+#: each), on normalisations (LayerNorm, RMSNorm) the scale held constant (AttnLRP, CP-LRP), on
+#: a softmax inside the model AttnLRP's rule (Achtibat et al. 2024, Prop. 3.1).
 LRP_BASE = Composite((("activation", Pass()), ("sum", Norm()), ("scale", Pass()),
-                      ("bilinear", Uniform()), ("normalise", HoldScale())))
+                      ("bilinear", Uniform()), ("normalise", HoldScale()),
+                      ("softmax", SoftmaxTaylor())))
 
 
 def lrp(rule: Rule) -> Composite:
@@ -138,6 +146,46 @@ def lstm_signal_take_all(epsilon: float = 1e-3) -> Composite:
     return Composite(((gated_product, SignalTakeAll()), ("linear", Epsilon(epsilon)))) + LRP_BASE
 
 
+def attn_lrp(epsilon: float = 1e-6) -> Composite:
+    """AttnLRP (Achtibat et al. 2024, "AttnLRP: attention-aware layer-wise relevance propagation
+    for transformers", ICML), as LXT implements it:
+
+    ========================================  ==============================================
+    segment                                    rule
+    ========================================  ==============================================
+    dense/conv layers (with their bias)        ε (:class:`~jaxattr.rules.Epsilon`)
+    sums of tensors (residuals), means         ε (:class:`~jaxattr.rules.Norm`), eq. 8
+    lone bias adds, scalings (LayerNorm's      ε (:class:`~jaxattr.rules.Norm`): a bias absorbs
+    ``γ``, ``β``, position embeddings)         its share, a scaling passes all
+    elementwise nonlinearities (GELU, …)       identity (:class:`~jaxattr.rules.Pass`), Prop. 3.4
+    products (gates, ``QKᵀ``, ``AV``)           uniform (:class:`~jaxattr.rules.Uniform`), Props 3.2–3.3
+    softmax                                    :class:`~jaxattr.rules.SoftmaxTaylor`, Prop. 3.1
+    LayerNorm / RMSNorm normalisation          identity (:class:`~jaxattr.rules.HoldScale`), Prop. 3.4
+    ========================================  ==============================================
+
+    Example:
+        >>> import jaxattr as ja
+        >>> method = ja.LRP(ja.composites.attn_lrp(1e-6))
+    """
+    return Composite((("linear", Epsilon(epsilon)), ("activation", Pass()), ("sum", Norm(epsilon)),
+                      ("scale", Norm(epsilon)), ("bilinear", Uniform(epsilon)),
+                      ("normalise", HoldScale()), ("softmax", SoftmaxTaylor())))
+
+
+def cp_lrp(epsilon: float = 1e-6) -> Composite:
+    """CP-LRP (Ali et al. 2022, "XAI for transformers: better explanations through conservative
+    propagation", ICML): :func:`attn_lrp`'s map with the attention weights held constant — no
+    relevance enters a softmax (:class:`~jaxattr.rules.Constant`) and ``A·V`` sends all of its
+    relevance to ``V`` by the ε-rule (:class:`~jaxattr.rules.ConstantAttention`); LayerNorm's
+    scale is held constant as in AttnLRP. Other products (gates) keep the uniform rule.
+
+    Example:
+        >>> import jaxattr as ja
+        >>> method = ja.LRP(ja.composites.cp_lrp(1e-6))
+    """
+    return Composite((("attention", ConstantAttention(epsilon)), ("softmax", Constant()))) + attn_lrp(epsilon)
+
+
 def guided_backprop() -> Composite:
     return Composite((("activation", Guided()),))
 
@@ -152,4 +200,5 @@ def _bound(v):
 
 __all__ = ["Composite", "LRP_BASE", "matches", "lrp", "epsilon_plus", "epsilon_plus_flat",
            "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat", "epsilon_gamma_box",
-           "guided_backprop", "deconvnet", "gated_product", "lstm_signal_take_all"]
+           "guided_backprop", "deconvnet", "gated_product", "lstm_signal_take_all", "attn_lrp",
+           "cp_lrp"]

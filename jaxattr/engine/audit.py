@@ -17,7 +17,8 @@ class Row(NamedTuple):
     kind: str  # segment kind, "plumbing" (ordinary VJP), "other" (any other op a lenient
     #            segmentation leaves alone: ordinary VJP), "control" (a scan/cond whose body
     #            rows follow it) or "constant" (no derivative reaches the output through it:
-    #            independent of x, behind stop_gradient, or a cond's branch index)
+    #            independent of x, dependent only through stop_gradient like a softmax's max
+    #            shift, or a cond's branch index)
     rule: str  # rule applied, or "gradient"
 
 
@@ -47,7 +48,9 @@ def audit(apply_fn: Callable, params: Any, x: Any, method: Any = None) -> list:
     def walk(g):
         for node in g.nodes:
             seg = seg_of.get(id(node))
-            x_dependent = any(a in g.tainted for a in node.ins if not hasattr(a, "value"))
+            # x-dependent in and out (a node behind stop_gradient, a softmax's shift, is constant)
+            x_dependent = (any(a in g.tainted for a in node.ins if not hasattr(a, "value"))
+                           and any(o in g.tainted for o in node.outs))
             if seg is not None:
                 kind, rule = seg.kind, repr(assignment[seg]) if seg in assignment else "gradient"
             elif node.bodies and x_dependent:

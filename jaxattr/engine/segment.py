@@ -19,10 +19,17 @@ kind          what it matches                                                   
               after it (an average pool's division: rules see the mean)
 ``scale``     a lone elementwise affine op with a constant operand                   gradient
 ``bilinear``  ``mul`` of two different x-dependent tensors (gates, GLU) that no        none: a
-              activation region covers (``x·sigmoid(x)`` stays an activation)       rule is needed
+              activation region covers (``x·sigmoid(x)`` stays an activation), and  rule is needed
+              ``dot_general`` of two different x-dependent tensors (attention's
+              ``QKᵀ`` and ``AV``); ``held`` lists the operands that are softmax
+              outputs (attention weights)
 ``normalise`` such a ``mul`` whose second factor is computed from the first through    none: a
               a reduction, ``x ⊙ rsqrt(mean(x²) + ε)`` (LayerNorm, RMSNorm);         rule is needed
               inputs ``(signal, scale)``
+``softmax``   ``exp(z − max z) / Σ exp(z − max z)`` over an axis (``jax.nn.softmax``,    none: a
+              Flax attention, masked with ``where=``, the shift stop-gradient'ed or  rule is needed
+              not): the ``exp``, the ``sum``, the ``div`` and the max shift; input
+              ``z``. At the model's output it is refused ("explain the logits")
 plumbing      reshape, transpose, broadcast, slicing, concatenation, padding, …      gradient
 ============  =====================================================================  ===========
 
@@ -54,7 +61,8 @@ import numpy as np
 from .trace import Graph, Lit, Node, is_var
 
 LINEAR_KINDS = ("dense", "conv")
-KINDS = LINEAR_KINDS + ("activation", "maxpool", "sum", "scale", "bilinear", "normalise")
+KINDS = LINEAR_KINDS + ("activation", "maxpool", "sum", "scale", "bilinear", "normalise",
+                        "softmax")
 
 PLUMBING = frozenset({
     "reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims", "slice", "dynamic_slice",
@@ -108,6 +116,7 @@ class Segment:
     #: per input of a ``bilinear`` segment, whether it is a gate: a ``logistic`` (sigmoid)
     #: output, possibly through elementwise affine ops with constants and relayouts (``1 − z``)
     gates: tuple = ()
+    held: tuple = ()  # bilinear: positions of the inputs that are softmax outputs (A of A·V)
 
     @property
     def family(self) -> str:
@@ -135,6 +144,11 @@ class Segment:
                 if is_var(a) and a not in produced and a not in self.inputs and a not in out:
                     out.append(a)
         return tuple(out)
+
+    @property
+    def elementwise(self) -> bool:
+        """A bilinear segment that multiplies elementwise (``mul``), not a contraction."""
+        return self.kind == "bilinear" and self.core.prim == "mul"
 
     def describe(self) -> str:
         return f"{self.kind} '{self.name or '<unnamed>'}' ({', '.join(n.prim for n in self.nodes)})"
@@ -186,6 +200,7 @@ def _segment_graph(graph: Graph) -> list:
     segments: list = []
     nested: dict = {}  # id(control-flow node) -> segments of its bodies
     producer = {o: n for n in graph.nodes for o in n.outs}
+    softmax_of = _softmaxes(graph, producer, users)  # id(node) -> its softmax segment
 
     def tainted_ins(node):
         return [a for a in node.ins if is_var(a) and a in tainted]
@@ -208,6 +223,16 @@ def _segment_graph(graph: Graph) -> list:
                 "known only at run time, so no rule can be re-emitted inside it, and jax.grad "
                 "cannot reverse-differentiate it either. Write the loop with jax.lax.scan, or "
                 "jax.lax.fori_loop with static (Python int) bounds, which lowers to a scan.")
+        # 0b. a node of a softmax recognised beforehand (its ``exp``, ``sum``, ``div``, shift)
+        if id(node) in softmax_of:
+            seg = softmax_of[id(node)]
+            if not seg.nodes:
+                seg.name = node.name
+                segments.append(seg)
+            seg.nodes.append(node)
+            for o in node.outs:
+                owner[o] = seg
+            continue
 
         # 1. extend an affine chain: `z = lin(x, W)` followed by `z + b`, `z * s`, ... (also after a
         #    sum: an average pool is a window sum and a division, and rules see the mean)
@@ -233,7 +258,7 @@ def _segment_graph(graph: Graph) -> list:
                 continue
 
         # 2. grow an elementwise region (activation) whose vars cover all x-dependent inputs
-        if prim in ELEMENTWISE and _elementwise_shape(node, graph):
+        if prim in ELEMENTWISE and _elementwise_shape(node, graph) and _elementwise_call(node):
             region = _region_of(uniq, owner, rooted)
             # an affine op on an activation's output that is also read elsewhere (a gate ``z``
             # used as ``z * h`` and ``1 - z``) starts its own (scale) segment: the activation
@@ -250,12 +275,15 @@ def _segment_graph(graph: Graph) -> list:
 
         # 3. start a new segment
         seg = None
-        if prim in ("dot_general", "conv_general_dilated"):
-            if len(uniq) != 1 or (prim == "conv_general_dilated" and node.ins[0] not in tainted):
+        if prim == "dot_general" and len(uniq) == 2:
+            seg = Segment("bilinear", [node], tuple(uniq))
+        elif prim in ("dot_general", "conv_general_dilated"):
+            both = len(t_ins) > 1  # x·xᵀ: one tensor on both sides
+            if both or len(uniq) != 1 or (prim == "conv_general_dilated" and node.ins[0] not in tainted):
                 raise UnsupportedPrimitiveError(
-                    f"'{prim}' {_where(node)} multiplies two x-dependent tensors (or uses x as the "
-                    "kernel); no attribution rule covers bilinear layers. Make one operand a "
-                    "parameter, or wrap the product in jax.lax.stop_gradient on one side.")
+                    f"'{prim}' {_where(node)} multiplies an x-dependent tensor by itself (or uses x "
+                    "as a convolution kernel); no attribution rule covers that. Make one operand a "
+                    "parameter, or wrap one side in jax.lax.stop_gradient.")
             seg = Segment("dense" if prim == "dot_general" else "conv", [node], tuple(uniq))
             pad = producer.get(uniq[0])
             if pad is not None and _zero_pad(pad, graph, producer) and n_users(uniq[0]) == 1:
@@ -275,7 +303,9 @@ def _segment_graph(graph: Graph) -> list:
             scaled = _normalised(uniq, producer, graph)
             seg = (Segment("normalise", [node], scaled) if scaled
                    else Segment("bilinear", [node], tuple(uniq)))
-        elif prim in ELEMENTWISE and _elementwise_shape(node, graph):
+        elif len(uniq) == 1 and _elementwise_shape(node, graph) and _softmax_call(node):
+            seg = Segment("softmax", [node], tuple(uniq))
+        elif prim in ELEMENTWISE and _elementwise_shape(node, graph) and _elementwise_call(node):
             if len(uniq) > 1:
                 raise UnsupportedPrimitiveError(
                     f"'{prim}' {_where(node)} combines two x-dependent tensors non-linearly; no rule "
@@ -289,8 +319,10 @@ def _segment_graph(graph: Graph) -> list:
                     else "depends on the explained input x")
             raise UnsupportedPrimitiveError(
                 f"no attribution rule covers primitive '{prim}' {_where(node)}, which {what}.{hint} "
-                "Supported: dense/conv layers, elementwise activations, "
-                "max/sum/average pooling, sums and linear plumbing (reshape, transpose, slicing, ...). "
+                "Supported: dense/conv layers, elementwise activations, max/sum/average pooling, "
+                "sums, products of x-dependent tensors (gates, attention's QK^T and AV), softmax "
+                "inside the model, LayerNorm/RMSNorm, scan/cond/fori_loop with static bounds, and "
+                "linear plumbing (reshape, transpose, slicing, ...). "
                 "Use jax.lax.stop_gradient on parts that should not be explained, or rewrite the "
                 "operation with supported primitives.")
         seg.name = node.name
@@ -302,7 +334,192 @@ def _segment_graph(graph: Graph) -> list:
             owner[o] = seg
 
     _finish(segments, graph, users)
+    _mark_held(segments, producer, graph)
     return _in_evaluation_order(graph, segments, nested)
+
+
+#: ops between a softmax's ``exp`` and its ``sum``, or its ``sum`` and ``div``: the same values
+#: in another layout, or masked by a constant predicate (``jax.nn.softmax(where=...)``)
+_SOFTMAX_PLUMBING = frozenset({"broadcast_in_dim", "reshape", "squeeze", "expand_dims",
+                               "convert_element_type", "copy", "copy_p", "select_n", "transpose"})
+#: ops of the max shift ``broadcast(stop_gradient(max(−inf, reduce_max(z))))``
+_SHIFT = frozenset({"reduce_max", "max", "broadcast_in_dim", "reshape", "expand_dims",
+                    "stop_gradient", "convert_element_type", "copy", "copy_p", "transpose"})
+#: layout changes through which the shift's maximum may be taken (Flax NNX transposes the
+#: scores after taking it)
+_SAME_VALUES = frozenset({"transpose", "reshape", "convert_element_type", "copy", "copy_p"})
+
+
+def _softmaxes(graph: Graph, producer: dict, users: dict) -> dict:
+    """Softmaxes over an axis, recognised before segmentation: ``div(e, B(Σ M(e)))`` with
+    ``e = exp(u)``, ``M``/``B`` layout changes or constant masks (:data:`_SOFTMAX_PLUMBING`) and
+    ``u = z − shift`` where the shift is ``z``'s own maximum (through ``stop_gradient`` or not),
+    or ``u = z``. Returns ``id(node) -> Segment`` (kind ``softmax``, input ``z``, nodes still
+    empty: the main loop fills them in order). A candidate whose inner values are read outside
+    it is left alone (its pieces then meet the usual rules, or the usual error)."""
+    tainted = graph.tainted
+    t_var = lambda a: is_var(a) and a in tainted
+    found: dict = {}
+
+    def back(v, allowed, stop):
+        """Walk ``v`` back through single-x-input ``allowed`` ops until ``stop(var)``:
+        ``(nodes walked, var reached)``, or ``None`` if it stops elsewhere."""
+        walked = []
+        while not stop(v):
+            node = producer.get(v)
+            ins = [a for a in node.ins if t_var(a)] if node is not None else []
+            if (node is None or node.prim not in allowed or len(ins) != 1
+                    or (node.prim == "select_n" and t_var(node.ins[0]))):
+                return None
+            walked.append(node)
+            v = ins[0]
+        return walked, v
+
+    made_by = lambda prim: lambda v: producer.get(v) is not None and producer[v].prim == prim
+
+    for div in graph.nodes:
+        if div.prim != "div" or len(div.ins) != 2 or not all(t_var(a) for a in div.ins):
+            continue
+        num, den = div.ins
+        exp = producer.get(num)
+        if exp is None or exp.prim != "exp":
+            continue
+        to_sum = back(den, _SOFTMAX_PLUMBING, made_by("reduce_sum"))
+        if to_sum is None:
+            continue
+        total = producer[to_sum[1]]
+        # the sum reads the numerator, or the same exponential computed again (``exp(s) /
+        # exp(s).sum()``)
+        same_exp = lambda v: v == num or (producer.get(v) is not None and producer[v].prim == "exp"
+                                          and producer[v].ins[0] == exp.ins[0])
+        masked = back(next(a for a in total.ins if t_var(a)), _SOFTMAX_PLUMBING, same_exp)
+        if masked is None:
+            continue
+        nodes = [exp, total, div] + to_sum[0] + masked[0]
+        if masked[1] != num:
+            nodes.append(producer[masked[1]])
+        z = exp.ins[0]
+        sub = producer.get(z)
+        if sub is not None and sub.prim == "sub" and t_var(sub.ins[0]):
+            signal, shift = sub.ins
+            if not t_var(shift):  # stop_gradient(max): a constant of the segment
+                # any constant along the summed axes cancels in the softmax
+                axes = total.params.get("axes", ())
+                along = (graph.avals[total.ins[0]].shape == graph.avals[num].shape
+                         and len(graph.avals[shift].shape) == len(graph.avals[num].shape)
+                         and all(graph.avals[shift].shape[a] == 1 for a in axes))
+                if along or _max_of(shift, signal, producer, graph):
+                    nodes.append(sub)
+                    z = signal
+            else:  # the maximum computed from z inside the segment
+                walked = back(shift, _SHIFT, made_by("reduce_max"))
+                if walked is not None and _root(producer[walked[1]].ins[0], producer) == _root(
+                        signal, producer):
+                    nodes += [sub, producer[walked[1]]] + walked[0]
+                    z = signal
+        inside = {id(n) for n in nodes}
+        if any(id(n) in found for n in nodes) or any(
+                id(u) not in inside for n in nodes if n is not div
+                for o in n.outs for u in users.get(o, ()) if any(t in tainted for t in u.outs)):
+            continue
+        if any(o in graph.outvars for n in nodes if n is not div for o in n.outs):
+            continue
+        seg = Segment("softmax", [], (z,), div.outs[0])
+        for n in nodes:
+            if any(o in tainted for o in n.outs):
+                found[id(n)] = seg
+    return found
+
+
+_CALLS = frozenset({"custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"})
+#: what an elementwise custom-derivative call (``jax.nn.relu``, ``jnp.logaddexp``) may hold
+_ELEMENTWISE_INNER = ELEMENTWISE | {"pjit", "jit", "closed_call", "broadcast_in_dim",
+                                    "stop_gradient"}
+#: what a softmax written as one custom-derivative call (``jax_softmax_custom_jvp``) may hold
+_SOFTMAX_INNER = _ELEMENTWISE_INNER | _SOFTMAX_PLUMBING | _SHIFT | {"reduce_sum"}
+
+
+def _inner_prims(node: Node) -> Optional[set]:
+    """The primitives inside a custom-derivative call (nested calls included), or ``None``."""
+    def collect(jaxpr, out):
+        jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+        for eqn in jaxpr.eqns:
+            out.add(eqn.primitive.name)
+            for v in eqn.params.values():
+                if hasattr(v, "eqns") or hasattr(getattr(v, "jaxpr", None), "eqns"):
+                    collect(v, out)
+        return out
+
+    inner = node.params.get("call_jaxpr", node.params.get("fun_jaxpr"))
+    if inner is None or not (hasattr(inner, "eqns") or hasattr(getattr(inner, "jaxpr", None), "eqns")):
+        return None
+    return collect(inner, set())
+
+
+def _elementwise_call(node: Node) -> bool:
+    """A node that is not a custom-derivative call, or one holding only elementwise ops: a
+    ``custom_jvp`` softmax or normalisation must not pass for an activation."""
+    if node.prim not in _CALLS:
+        return True
+    prims = _inner_prims(node)
+    return prims is not None and prims <= _ELEMENTWISE_INNER
+
+
+def _softmax_call(node: Node) -> bool:
+    """A custom-derivative call that is a softmax (``jax.nn.softmax`` under
+    ``jax_softmax_custom_jvp``): ``exp``, ``reduce_sum`` and ``div``, and nothing but the
+    softmax's own plumbing and max shift."""
+    if node.prim not in _CALLS:
+        return False
+    prims = _inner_prims(node)
+    return prims is not None and {"exp", "reduce_sum", "div"} <= prims and prims <= _SOFTMAX_INNER
+
+
+def _root(v, producer: dict, depth: int = 8):
+    """``v`` before any layout change (:data:`_SAME_VALUES`)."""
+    for _ in range(depth):
+        node = producer.get(v)
+        if node is None or node.prim not in _SAME_VALUES or not is_var(node.ins[0]):
+            break
+        v = node.ins[0]
+    return v
+
+
+def _max_of(shift, z, producer: dict, graph: Graph, depth: int = 12) -> bool:
+    """Whether the (stop-gradient'ed) ``shift`` is computed from ``reduce_max`` of ``z`` (up to
+    layout changes of ``z``)."""
+    v = shift
+    for _ in range(depth):
+        node = producer.get(v)
+        if node is None or node.prim not in _SHIFT:
+            return False
+        if node.prim == "reduce_max":
+            return is_var(node.ins[0]) and _root(node.ins[0], producer) == _root(z, producer)
+        v = next((a for a in node.ins if is_var(a)), None)
+        if v is None:
+            return False
+    return False
+
+
+def _mark_held(segments, producer: dict, graph: Graph) -> None:
+    """Mark the operands of each contraction that are softmax outputs (the ``A`` of ``A·V``),
+    possibly after layout changes: CP-LRP holds them constant."""
+    softmax_out = {s.output for s in segments if s.kind == "softmax"}
+    for seg in segments:
+        if seg.kind != "bilinear":
+            continue
+        held = []
+        for i, v in enumerate(seg.inputs):
+            for _ in range(16):
+                if v in softmax_out:
+                    held.append(i)
+                    break
+                node = producer.get(v)
+                ins = [a for a in node.ins if is_var(a) and a in graph.tainted] if node else []
+                if node is None or node.prim not in PLUMBING or len(ins) != 1:
+                    break
+                v = ins[0]
+        seg.held = tuple(held)
 
 
 
@@ -374,10 +591,12 @@ def _refuse_output_normalisation(segments, graph: Graph) -> None:
     out_shape = graph.avals[outs[0]].shape
     for node in graph.nodes[after + 1:]:
         t_ins = [a for a in node.ins if is_var(a) and a in graph.tainted]
-        if node.prim not in _OUTPUT_REDUCTIONS or not t_ins:
+        if not t_ins or not (node.prim in _OUTPUT_REDUCTIONS or _softmax_call(node)):
             continue
         shape = graph.avals[t_ins[0]].shape
         axes = node.params.get("axes", (node.params.get("axis"),))
+        if _softmax_call(node):  # over some axis: refused whole at the output
+            axes = (len(shape) - 1,)
         if shape == out_shape and len(shape) >= 1 and (len(shape) - 1) in tuple(axes):
             raise UnsupportedPrimitiveError(
                 f"the model's output is normalised over the class axis after its last linear "

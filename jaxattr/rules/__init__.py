@@ -21,12 +21,17 @@ from .lrp import WSquare as WSquare
 from .lrp import ZBox as ZBox
 from .lrp import ZPlus as ZPlus
 from .pooling import WinnerTakeAll as WinnerTakeAll
+from .path import PathIntegral as PathIntegral
+from .product import ConstantAttention as ConstantAttention
 from .product import DeepLIFTProduct as DeepLIFTProduct
 from .product import HoldScale as HoldScale
 from .product import SignalTakeAll as SignalTakeAll
 from .product import Uniform as Uniform
+from .softmax import Constant as Constant
+from .softmax import SoftmaxTaylor as SoftmaxTaylor
 
 __all__ = ["Rule", "LayerRule", "Term", "Group", "Gradient", "Pass", "Norm", "Epsilon", "ZPlus",
            "AlphaBeta", "Gamma", "Flat", "WSquare", "ZBox", "Guided", "Deconv", "Rescale", "WinnerTakeAll"]
 __all__ += ["DeepLIFTMax", "RevealCancel", "RevealCancelLinear", "DeepLIFTProduct", "HoldScale", "Uniform",
             "SignalTakeAll"]
+__all__ += ["ConstantAttention", "SoftmaxTaylor", "Constant", "PathIntegral"]

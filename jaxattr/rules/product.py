@@ -1,5 +1,6 @@
-"""Rules for the elementwise product of two x-dependent tensors (the engine's ``bilinear``
-segments: gates of GRUs/LSTMs, GLUs, ``a * sigmoid(b)``).
+"""Rules for the product of two x-dependent tensors (the engine's ``bilinear`` segments:
+elementwise — gates of GRUs/LSTMs, GLUs, ``a * sigmoid(b)`` — or contracted by ``dot_general``
+— attention's ``QKᵀ`` and ``AV``).
 
 **DeepLIFT** (Shrikumar et al. 2016, §2.3.5, eqs 17–18). For ``y = x₁ x₂``,
 
@@ -10,12 +11,21 @@ segments: gates of GRUs/LSTMs, GLUs, ``a * sigmoid(b)``).
 
 so the multipliers ``m_{x₁} = x₂⁰ + ½Δx₂ = ½(x₂ + x₂⁰)`` and ``m_{x₂} = ½(x₁ + x₁⁰)`` keep
 summation-to-delta exact (:class:`DeepLIFTProduct`): each factor is credited with its own
-difference times the other factor's mean over the two end points.
+difference times the other factor's mean over the two end points. A contraction
+``y = Σ_k a_k b_k`` is a sum of such products, so its multipliers are the §2.3.5 ones summed
+over the contracted axis: ``m_a = J_a(b̄)ᵀ m_y`` with ``b̄ = ½(b + b⁰)``, the transposed product
+with the other operand replaced by its mean (and ``m_b`` likewise), exact again.
 
 **LRP** (Achtibat et al. 2024, "AttnLRP: attention-aware layer-wise relevance propagation for
 transformers", ICML): the *uniform* rule splits the relevance of a
 product of two inputs equally, ``R_{x₁} = R_{x₂} = ½ R_y`` (:class:`Uniform`). It conserves, and
-is what the LRP presets (:data:`jaxattr.composites.LRP_BASE`) put on every product.
+is what the LRP presets (:data:`jaxattr.composites.LRP_BASE`) put on every product. A matrix
+product ``y_j = Σ_k a_{jk} b_{k}`` is a sum of products (their Proposition 3.3): the ε-rule
+distributes ``R_y`` over the products ``a_{jk} b_k`` and the uniform rule halves each, so
+``R_a = ½ a ⊙ J_aᵀ(R_y ⊘ stab(y))`` and ``R_b = ½ b ⊙ J_bᵀ(R_y ⊘ stab(y))``.
+CP-LRP (Ali et al. 2022) holds the attention weights of ``A·V`` constant
+(:class:`ConstantAttention`): the product is then linear in ``V``, which takes all of it by the
+ε-rule.
 
 **LSTM/GRU gates** (Arras, Montavon, Müller & Samek 2017, "Explaining recurrent neural network
 predictions in sentiment analysis", WASSA): in a product of a *gate* (a sigmoid output, possibly
@@ -37,21 +47,71 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 
 from .base import Rule, unbroadcast
+from .terms import safe_div, stabilize
 from .deeplift import _require_reference, reference_value
+
+
+def _split(view, inputs, output, cotangent, epsilon, shares):
+    """``share_i · x_i ⊙ J_iᵀ(R ⊘ stab(y))`` for each input ``i`` (``share 0``: nothing): the
+    ε-rule over the products that a contraction sums, each product's relevance split by
+    ``shares``."""
+    scaled = safe_div(cotangent, stabilize(output, epsilon))
+    grads = jax.vjp(view.fn, *inputs)[1](scaled)
+    return tuple(share * x * g if share else jnp.zeros_like(x)
+                 for share, x, g in zip(shares, inputs, grads))
 
 
 @dataclasses.dataclass(frozen=True)
 class Uniform(Rule):
-    """AttnLRP's uniform rule for ``y = x₁ ⊙ x₂``: ``R_{x₁} = R_{x₂} = ½ R_y`` (Achtibat et al.
-    2024): each factor gets half of the product's relevance, so relevance is conserved."""
+    """AttnLRP's uniform rule for a product of two tensors (Achtibat et al. 2024, "AttnLRP:
+    attention-aware layer-wise relevance propagation for transformers", ICML).
+
+    Elementwise, ``y = x₁ ⊙ x₂`` (their Proposition 3.2): ``R_{x₁} = R_{x₂} = ½ R_y``.
+    Contracted, ``y = Σ_k x₁ₖ x₂ₖ`` (``dot_general``: attention's ``QKᵀ`` and ``AV``;
+    Proposition 3.3): the ε-rule over the sum, then ½/½ on each product,
+
+    .. math:: R_{x_i} = \\tfrac12\\, x_i \\odot J_{x_i}^\\top \\big(R_y \\oslash (y + ε\\,\\mathrm{sign}(y))\\big).
+
+    Relevance is conserved (up to what ε absorbs)."""
 
     kinds = ("bilinear",)
+    epsilon: float = 1e-6
 
     def backward(self, view, inputs, output, cotangent, reference):
-        half = 0.5 * cotangent
-        return tuple(unbroadcast(half, x.shape) for x in inputs)
+        if view.segment.elementwise:
+            half = 0.5 * cotangent
+            return tuple(unbroadcast(half, x.shape) for x in inputs)
+        return _split(view, inputs, output, cotangent, self.epsilon, (0.5, 0.5))
+
+
+@dataclasses.dataclass(frozen=True)
+class ConstantAttention(Rule):
+    """CP-LRP's rule for attention ``y = A·V`` (Ali et al. 2022, "XAI for transformers: better
+    explanations through conservative propagation", ICML): the attention weights ``A`` (the
+    operands that are softmax outputs, :attr:`Segment.held`) are held constant, so the product
+    is linear in the other operand, which takes all the relevance by the ε-rule,
+
+    .. math:: R_V = V \\odot J_V^\\top \\big(R_y \\oslash (y + ε\\,\\mathrm{sign}(y))\\big), \\qquad R_A = 0.
+
+    Only for products with a softmax operand (the composites select them with
+    ``"attention"``); on any other product it raises."""
+
+    kinds = ("bilinear",)
+    epsilon: float = 1e-6
+
+    def backward(self, view, inputs, output, cotangent, reference):
+        held = view.segment.held
+        if not held or len(held) == len(inputs):
+            raise ValueError(f"ConstantAttention needs a product with exactly one softmax operand, "
+                             f"got the {view.segment.describe()} (softmax operands: {held}). "
+                             "Select it with 'attention'.")
+        shares = tuple(0.0 if i in held else 1.0 for i in range(len(inputs)))
+        if view.segment.elementwise:
+            return tuple(unbroadcast(s * cotangent, x.shape) for s, x in zip(shares, inputs))
+        return _split(view, inputs, output, cotangent, self.epsilon, shares)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,9 +148,13 @@ class SignalTakeAll(Rule):
 
 @dataclasses.dataclass(frozen=True)
 class DeepLIFTProduct(Rule):
-    """DeepLIFT's rule for ``y = x₁ ⊙ x₂`` (Shrikumar et al. 2016, §2.3.5):
-    ``m_{x₁} = m_y · ½(x₂ + x₂⁰)``, ``m_{x₂} = m_y · ½(x₁ + x₁⁰)``, so that
-    ``m_{x₁}Δx₁ + m_{x₂}Δx₂ = m_y Δy`` exactly.
+    """DeepLIFT's rule for a product of two tensors (Shrikumar et al. 2016, §2.3.5).
+
+    Elementwise, ``y = x₁ ⊙ x₂``: ``m_{x₁} = m_y · ½(x₂ + x₂⁰)``, ``m_{x₂} = m_y · ½(x₁ + x₁⁰)``,
+    so that ``m_{x₁}Δx₁ + m_{x₂}Δx₂ = m_y Δy`` exactly. Contracted (``dot_general``), the same
+    multipliers summed over the contracted axis: ``m_{x₁} = J_{x₁}(x̄₂)ᵀ m_y``, the transposed
+    product with the other operand at its mean ``x̄₂ = ½(x₂ + x₂⁰)`` (and ``m_{x₂}`` likewise);
+    exact again, as ``Δ(x₁x₂) = Δx₁ x̄₂ + x̄₁ Δx₂`` for any bilinear product.
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxattr as ja
@@ -107,8 +171,10 @@ class DeepLIFTProduct(Rule):
     def backward(self, view, inputs, output, cotangent, reference):
         _require_reference(reference, self)
         (x1, x2), (r1, r2) = inputs, tuple(reference_value(r) for r in reference)
-        return (unbroadcast(cotangent * 0.5 * (x2 + r2), x1.shape),
-                unbroadcast(cotangent * 0.5 * (x1 + r1), x2.shape))
+        mean1, mean2 = 0.5 * (x1 + r1), 0.5 * (x2 + r2)
+        m1 = jax.vjp(lambda a: view.fn(a, mean2), x1)[1](cotangent)[0]
+        m2 = jax.vjp(lambda b: view.fn(mean1, b), x2)[1](cotangent)[0]
+        return m1, m2
 
 
 @dataclasses.dataclass(frozen=True)

@@ -361,7 +361,7 @@ def test_flax_gru_audit_lists_body_segments_with_paths():
     assert set(dense) == {"ir", "iz", "in", "hr", "hz", "hn"}
     assert all(r.name.startswith("RNNClassifier/RNN_0/GRUCell_0") for r in body)
     assert all(rule.startswith("Epsilon") for rule in dense.values())
-    assert {r.rule for r in body if r.kind == "bilinear"} == {"Uniform()"}
+    assert {r.rule.split("(")[0] for r in body if r.kind == "bilinear"} == {"Uniform"}
     # composites select body segments by name like any other
     segs = segment(trace(entry.fn, entry.params, entry.x))
     comp = ja.composites.Composite((("name:GRUCell_0/ir", ja.rules.ZPlus()),)) + ja.composites.lrp(
@@ -534,7 +534,7 @@ def test_signal_take_all_refuses_a_product_without_one_gate():
         ja.attribute(fn, p, x, method=method)
     # the preset leaves such a product to the uniform rule
     rows = ja.engine.audit(fn, p, x, ja.LRP(ja.composites.lstm_signal_take_all()))
-    assert [r.rule for r in rows if r.kind == "bilinear"] == ["Uniform()"]
+    assert [r.rule.split("(")[0] for r in rows if r.kind == "bilinear"] == ["Uniform"]
 
 
 def test_nnx_gru_rule_based_methods():

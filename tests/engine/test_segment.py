@@ -97,7 +97,8 @@ def test_nnx_model_segments_without_names():
 @pytest.mark.parametrize("fn, match", [
     (lambda p, x: jnp.sort(x @ p, axis=-1), "sort"),
     (lambda p, x: jax.nn.softmax(x @ p), "softmax"),
-    (lambda p, x: (x @ p) @ (x @ p).T, "two x-dependent"),  # attention-like: no rule yet
+    # a tensor contracted with itself (attention's QKᵀ of two tensors is a bilinear segment)
+    (lambda p, x: (lambda h: jnp.einsum("bi,bj->bij", h, h).reshape(2, -1))(x @ p), "by itself"),
     (lambda p, x: (x / x.sum(-1, keepdims=True)) @ p, "x-dependent"),
 ])
 def test_uncovered_primitives_raise(fn, match):

@@ -1,0 +1,157 @@
+"""LRP and DeepLIFT on the zoo's transformers (issue #21): AttnLRP, CP-LRP and DeepLIFT on the
+ViT (Linen, cls token; NNX, mean pooled), the BERT-style encoder (padding mask) and the
+GPT-style decoder (causal mask) of ``tests/model_zoo.py``, in float64:
+
+* each example alone, under ``jax.vmap`` over the examples, equals the batch (batch == per
+  example); jit equals eager (``jax.disable_jit``) on the GPT;
+* DeepLIFT sums to delta within 1e-6 relative (``ja.evaluation.checks.summation_to_delta``);
+* conservation with biases (and position embeddings, the cls token) set to 0 and a tiny ε
+  (GPT by default; the NNX ViT and BERT with ``-m slow``):
+  CP-LRP's relevance sums to the target logit; AttnLRP's to the logit minus what its softmax
+  rule absorbs (the Taylor bias term of Achtibat et al. 2024, Prop. 3.1), measured by a ledger
+  rule that wraps every rule and records ``ΣR_out − ΣR_in`` per segment.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxattr as ja
+import model_zoo as Z  # noqa: E402  (tests/ is on sys.path, see conftest.py)
+import oracle as O  # noqa: E402
+
+NAMES = ("vit", pytest.param("vit_mean_nnx", marks=pytest.mark.slow), "bert", "gpt")
+METHODS = {"attn_lrp": ja.LRP(ja.composites.attn_lrp(1e-6)),
+           "cp_lrp": ja.LRP(ja.composites.cp_lrp(1e-6)),
+           "deeplift": ja.DeepLIFT(reference=0.0)}
+TOL = dict(rtol=1e-10, atol=1e-12)
+
+
+def _program(entry):
+    axes = entry.batch_params
+
+    def run(params, x):
+        out = {"batch": {n: ja.attribute(entry.fn, params, x, method=m) for n, m in METHODS.items()}}
+        one = lambda p, xi: {n: ja.attribute(entry.fn, p, xi, method=m) for n, m in METHODS.items()}
+        p1 = params if axes is None else jax.tree_util.tree_map(
+            lambda ax, a: a if ax is None else a[:, None], axes, params, is_leaf=lambda v: v is None)
+        out["vmap"] = jax.vmap(one, in_axes=(axes, 0))(p1, x[:, None])
+        out["logits"] = entry.fn(params, x)
+        out["reference_logits"] = entry.fn(params, jnp.zeros_like(x))
+        return out
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def results():
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            with jax.enable_x64(True):
+                (entry,) = Z.zoo(jnp.float64, [name])
+                run = jax.jit(_program(entry)).lower(entry.params, entry.x)
+                out = run.compile(compiler_options=O.FAST_COMPILE)(entry.params, entry.x)
+                cache[name] = (entry, jax.tree_util.tree_map(np.asarray, out))
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_attention_methods_run_batch_equals_examples(results, name):
+    entry, out = results(name)
+    for method, got in out["batch"].items():
+        assert got.shape == entry.x.shape and np.all(np.isfinite(got)), method
+        assert np.all(np.abs(got).reshape(Z.BATCH, -1).max(1) > 1e-8), method
+        np.testing.assert_allclose(out["vmap"][method][:, 0], got, err_msg=f"{name} {method}", **TOL)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deeplift_sums_to_delta(results, name):
+    entry, out = results(name)
+    target = out["logits"].argmax(-1)
+    rows = np.arange(Z.BATCH)
+    delta = out["logits"][rows, target] - out["reference_logits"][rows, target]
+    total = out["batch"]["deeplift"].reshape(Z.BATCH, -1).sum(1)
+    np.testing.assert_allclose(total, delta, rtol=1e-6, atol=1e-6 * np.abs(delta).max())
+    if name != "vit_mean_nnx":  # Flax NNX's attention takes its softmax in float32 (1e-8 here)
+        assert np.abs(total - delta).max() < 1e-10 * np.abs(delta).max()  # measured: ~1e-15
+
+
+def test_jit_equals_eager_on_gpt(results):
+    entry, out = results("gpt")
+    with jax.enable_x64(True), jax.disable_jit():
+        eager = np.asarray(ja.attribute(entry.fn, entry.params, entry.x, method=METHODS["attn_lrp"]))
+    np.testing.assert_allclose(eager, out["batch"]["attn_lrp"], **TOL)
+
+
+# ---------------------------------------------------------------------------------------------
+# conservation, with a ledger of what each segment absorbs
+# ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Ledger(ja.rules.Rule):
+    """``inner``, recording ``ΣR_out − ΣR_in`` (what the segment absorbs), summed over the
+    batch (attention tensors need not carry the batch first: Flax NNX's do not)."""
+
+    inner: ja.rules.Rule = None
+    log: list = dataclasses.field(default=None, hash=False, compare=False)
+    kinds = ja.engine.KINDS
+
+    def backward(self, view, inputs, output, cotangent, reference):
+        out = self.inner.backward(view, inputs, output, cotangent, reference)
+        absorbed = jnp.sum(cotangent) - sum(jnp.sum(o) for o in out)
+        record = functools.partial(lambda kind, a: self.log.append((kind, np.asarray(a))),
+                                   view.segment.kind)
+        jax.debug.callback(record, absorbed)
+        return out
+
+
+def _ledger(composite, log):
+    return ja.composites.Composite(tuple((sel, Ledger(rule, log)) for sel, rule in composite.layer_map))
+
+
+def _no_biases(params):
+    """Biases, LayerNorm shifts, position embeddings and the cls token set to 0."""
+    def zero(path, leaf):
+        name = jax.tree_util.keystr(path)
+        hit = any(k in name for k in ("'bias'", "'pos'", "'cls'", ".bias", ".pos"))
+        return jnp.zeros_like(leaf) if hit and jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+    return jax.tree_util.tree_map_with_path(zero, params)
+
+
+@pytest.mark.parametrize("name", ["gpt", pytest.param("vit_mean_nnx", marks=pytest.mark.slow),
+                                  pytest.param("bert", marks=pytest.mark.slow)])
+def test_conservation_without_biases(name):
+    with jax.enable_x64(True):
+        (entry,) = Z.zoo(jnp.float64, [name])
+        params = _no_biases(entry.params)
+        target = jnp.argmax(entry.fn(params, entry.x), -1)
+        eps = 1e-12
+        gaps = {}
+        for method, comp in (("cp_lrp", ja.composites.cp_lrp(eps)),
+                             ("attn_lrp", ja.composites.attn_lrp(eps))):
+            log = []
+            r = ja.attribute(entry.fn, params, entry.x, target, ja.LRP(_ledger(comp, log)))
+            check = ja.evaluation.checks.conservation(entry.fn, params, entry.x, r, target)
+            absorbed = {}
+            for kind, a in log:
+                absorbed[kind] = absorbed.get(kind, 0.0) + a
+            softmax = absorbed.get("softmax", 0.0)
+            scale = np.abs(np.asarray(check.logit)).max()
+            # every relevance that did not reach the input was absorbed by a segment
+            missing = float(np.sum(check.logit - check.total))
+            np.testing.assert_allclose(missing, sum(absorbed.values()), atol=1e-6 * scale)
+            # and only the softmax absorbs anything (ε = 1e-12, no biases)
+            others = sum(v for k, v in absorbed.items() if k != "softmax")
+            assert abs(others) < 1e-6 * scale, absorbed
+            np.testing.assert_allclose(missing, softmax, atol=1e-6 * scale)
+            gaps[method] = np.asarray(check.error) / np.abs(np.asarray(check.logit))
+        assert gaps["cp_lrp"].max() < 1e-7  # CP-LRP conserves
+        assert gaps["attn_lrp"].max() > 1e-6  # AttnLRP's softmax absorbs a visible share
