@@ -7,6 +7,24 @@ weights (``tests/peers/_torch_nets.py``) and every matching method is timed on b
 slows both alike; ``seconds`` is the median of ``--repeats`` calls. jaxattr's compile time (first
 call minus the median) is reported apart; for the peers the same number is their warm-up cost.
 
+Every peer runs at its own fastest documented setting. Captum's Integrated Gradients is timed
+at every ``internal_batch_size`` of ``--ig-sweep`` (multiples of the batch: 1, 2, 4, 8), all in
+the same interleaved rounds, and compared at the fastest (its JSON line says which,
+``"fastest": true``); ``--ig-chunks`` times jaxattr's IG at other ``chunk`` values in the same
+rounds (how the per-backend default :data:`jaxattr.methods.IG_CHUNK_IMAGES` was chosen).
+
+DeepLIFT is timed like for like: Captum on the twin with a ``Clone`` between each ReLU and max
+pool (without it Captum silently drops its max-pool rule, captum#1104), both on the paper CNN
+with its conv biases made non-positive (``_torch_nets.nonpositive_conv_biases``), so that at the
+zero reference every conv-stack activation is 0 and every max-pool rule — Captum's, jaxattr's
+``"gradient"`` and its default ``"interpolate"`` — is the gradient there: the two compute the
+same thing. This is checked before timing (``max_rel_diff`` on the JSON line; float32 runs
+stop above 1e-3). With the stock biases no jaxattr rule equals Captum's (it routes Δy to the
+winner at x or at x₀, whichever window maximum is larger, divided by that element's Δx):
+``tests/peers/test_captum.py`` shows both facts in float64. Rows: ``deeplift.maxpool_gradient``
+(``maxpool="gradient"``, the DeepLIFT authors' default) and ``deeplift`` (jaxattr's default
+``"interpolate"``), against the same Captum call.
+
 Pairs: Gradient / Gradient×Input / Guided Backprop / DeconvNet / Integrated Gradients (32
 Gauss–Legendre nodes) / DeepLIFT against Captum; the LRP composites against Zennit; region
 perturbation (``patch 8``, 16 regions, 16 steps, baseline 0) and pixel flipping against Quantus'
@@ -18,11 +36,13 @@ impossible on 32×32×3: it runs ``features_in_step=128`` (24 steps) against jax
 Prints one JSON object per line (DESIGN §7)::
 
     {"tool": "jaxattr"|"captum"|"zennit"|"quantus", "what": ..., "batch": N, "seconds": s,
-     "images_per_s": r, "compile_seconds": c}
+     "images_per_s": r, "compile_seconds": c, "load_avg": [1, 5, 15 min], ...}
 
-then a Markdown table of the speed-ups jaxattr / peer: the median over the rounds of the
-ratio within each round (peer seconds / jaxattr seconds), with its quartiles. Needs the
-``[peers]`` extra.
+(the jaxattr line of a pair also has ``vs_peer`` and ``vs_peer_iqr``, and ``peer_setting``
+where the peer was swept), then a Markdown table of the speed-ups jaxattr / peer: the median
+over the rounds of the ratio within each round (peer seconds / jaxattr seconds), with its
+quartiles. The machine's load average is printed with every pair: on a shared box, compare
+ratios, not images/s. Needs the ``[peers]`` extra.
 
     python benchmarks/peers.py --batch 128 --repeats 5
 """
@@ -45,11 +65,17 @@ from _timing import timed  # noqa: E402  (benchmarks/ is the script's directory)
 #: issue 8's targets: jaxattr images/s over the peer's, at batch 128 on a 2-core CPU
 TARGETS = {
     "gradient": 1.0, "gradient_x_input": 1.0, "guided_backprop": 1.0, "deconvnet": 1.0,
-    "integrated_gradients_32": 1.0, "deeplift": 3.0,
+    "integrated_gradients_32": 1.0, "deeplift.maxpool_gradient": 3.0, "deeplift": 3.0,
     "lrp.epsilon_plus": 2.0, "lrp.epsilon_plus_flat": 2.0, "lrp.epsilon_alpha2_beta1": 2.0,
     "lrp.epsilon_gamma_box": 3.0,
     "region_perturbation_16": 1.0, "pixel_flipping_24": 2.0,
 }
+
+#: the network of the DeepLIFT rows (see the module docstring)
+DL_NETWORK = "paper_cnn, conv biases <= 0, torch: Clone before each max pool"
+#: float32 results of the two sides that differ by more than this (relative to the largest
+#: attribution) compute different things: the benchmark stops
+SAME_RTOL = 1e-3
 
 
 def main(argv=None):
@@ -60,6 +86,11 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--only", nargs="*", default=None, help="run only these 'what' names")
+    parser.add_argument("--ig-sweep", type=int, nargs="+", default=[1, 2, 4, 8],
+                        help="Captum IG internal_batch_size values to time, as multiples of --batch")
+    parser.add_argument("--ig-chunks", type=int, nargs="*", default=[],
+                        help="also time jaxattr's IG at these chunk values (nodes per vmapped "
+                             "gradient), in the same rounds as its default")
     parser.add_argument("--device", default="cpu", help="torch device of the peers: cpu, cuda")
     parser.add_argument("--precision", default="float32", choices=("float32", "fast"),
                         help="float32: jaxattr exact, torch TF32 off (cudnn and matmul); fast: the "
@@ -87,6 +118,10 @@ def main(argv=None):
     warnings.simplefilter("ignore")
     pair = T.make_pair("paper_cnn_full", dtype=np.float32)
     model, variables = pair.torch_model.to(args.device), pair.variables
+    # DeepLIFT like for like: Captum's max-pool rule active (Clone) and equal to jaxattr's
+    dl_pair = T.make_pair("paper_cnn_full", dtype=np.float32, clone_before_pool=True,
+                          transform=T.nonpositive_conv_biases)
+    dl_model = dl_pair.torch_model.to(args.device)
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(args.batch, 32, 32, 3)).astype(np.float32)
     target = T.jax_logits(pair, x).argmax(-1)
@@ -99,12 +134,12 @@ def main(argv=None):
             torch.cuda.synchronize()
         return out
 
-    def jaxattr_fn(method):
-        fn = ja.explain(pair.apply_fn, method, precision=args.precision)
-        return lambda: jax.block_until_ready(fn(variables, xj, tj))
+    def jaxattr_fn(method, on=pair):
+        fn = ja.explain(on.apply_fn, method, precision=args.precision)
+        return lambda: jax.block_until_ready(fn(on.variables, xj, tj))
 
-    def captum_fn(make, **kwargs):
-        algo = make(model)
+    def captum_fn(make, net=model, **kwargs):
+        algo = make(net)
 
         def run():
             return sync(algo.attribute(xt.clone().requires_grad_(True), target=tt, **kwargs))
@@ -124,15 +159,33 @@ def main(argv=None):
         run.close = lambda: attributor.__exit__(None, None, None)
         return run
 
+    def one(fn, **fields):
+        """A single setting: {label: (fn, fields of its JSON line)}."""
+        return {"": (fn, fields)}
+
+    ig_ours = {"": (jaxattr_fn(ja.IntegratedGradients(steps=32)), {
+        "chunk": ja.IntegratedGradients(steps=32).resolved_chunk(args.batch, jax.default_backend()),
+        "chunk_default": True})}
+    for c in args.ig_chunks:
+        ig_ours[f"chunk={c}"] = (jaxattr_fn(ja.IntegratedGradients(steps=32, chunk=c)), {"chunk": c})
+    ig_captum = {f"internal_batch_size={k * args.batch}": (
+        captum_fn(CA.IntegratedGradients, method="gausslegendre", n_steps=32,
+                  internal_batch_size=k * args.batch), {"internal_batch_size": k * args.batch})
+        for k in args.ig_sweep}
+    dl_captum = lambda: one(captum_fn(CA.DeepLift, net=dl_model), network=DL_NETWORK)
     cases = [
-        ("gradient", ja.Gradient(), "captum", captum_fn(CA.Saliency, abs=False)),
-        ("gradient_x_input", ja.GradientXInput(), "captum", captum_fn(CA.InputXGradient)),
-        ("guided_backprop", ja.GuidedBackprop(), "captum", captum_fn(CA.GuidedBackprop)),
-        ("deconvnet", ja.DeconvNet(), "captum", captum_fn(CA.Deconvolution)),
-        ("integrated_gradients_32", ja.IntegratedGradients(steps=32), "captum",
-         captum_fn(CA.IntegratedGradients, method="gausslegendre", n_steps=32,
-                   internal_batch_size=8 * args.batch)),  # jaxattr's chunk: 8 nodes at a time
-        ("deeplift", ja.DeepLIFT(), "captum", captum_fn(CA.DeepLift)),
+        ("gradient", one(jaxattr_fn(ja.Gradient())), "captum", one(captum_fn(CA.Saliency, abs=False))),
+        ("gradient_x_input", one(jaxattr_fn(ja.GradientXInput())), "captum",
+         one(captum_fn(CA.InputXGradient))),
+        ("guided_backprop", one(jaxattr_fn(ja.GuidedBackprop())), "captum",
+         one(captum_fn(CA.GuidedBackprop))),
+        ("deconvnet", one(jaxattr_fn(ja.DeconvNet())), "captum", one(captum_fn(CA.Deconvolution))),
+        ("integrated_gradients_32", ig_ours, "captum", ig_captum),
+        ("deeplift.maxpool_gradient",
+         one(jaxattr_fn(ja.DeepLIFT(maxpool="gradient"), dl_pair), maxpool="gradient",
+             network=DL_NETWORK), "captum", dl_captum),
+        ("deeplift", one(jaxattr_fn(ja.DeepLIFT(), dl_pair), maxpool="interpolate",
+                         network=DL_NETWORK), "captum", dl_captum),
         ("lrp.epsilon_plus", ja.LRP(ja.composites.epsilon_plus()), "zennit",
          lambda: zennit_fn(ZC.EpsilonPlus())),
         ("lrp.epsilon_plus_flat", ja.LRP(ja.composites.epsilon_plus_flat()), "zennit",
@@ -183,29 +236,66 @@ def main(argv=None):
         print(json.dumps(rec), flush=True)
         return rec
 
-    def race(what, batch, ours, peer_tool, peer):
-        """Warm both, then interleave ``repeats`` timed calls; medians, and the speed-up as the
-        median (and quartiles) of the per-round ratio peer time / jaxattr time."""
-        t = timed({"ours": ours, "peer": peer}, args.repeats)
+    def race(what, batch, ours, peer_tool, peers):
+        """``ours``/``peers``: ``{label: (fn, fields)}``, jaxattr's default setting first. Warm
+        every function, then interleave ``repeats`` timed calls of all of them; medians, and the
+        speed-up of jaxattr's default as the median (and quartiles) of the per-round ratio peer
+        time / jaxattr time, against the peer's fastest setting (smallest median)."""
+        fns = {("ours", k): f for k, (f, _) in ours.items()}
+        fns.update({("peer", k): f for k, (f, _) in peers.items()})
+        t = timed(fns, args.repeats)
+        load = [round(v, 2) for v in os.getloadavg()]
         med, first = t.median, t.first
-        ratio, q1, q3 = t.ratio("peer", "ours")
-        a = emit("jaxattr", what, batch, med["ours"], max(first["ours"] - med["ours"], 0.0),
-                 vs_peer=round(ratio, 3), vs_peer_iqr=[round(q1, 3), round(q3, 3)])
-        b = emit(peer_tool, what, batch, med["peer"], max(first["peer"] - med["peer"], 0.0))
-        rows.append((what, a, b))
+        best = min((k for k in fns if k[0] == "peer"), key=med.get)
+        swept = len(peers) > 1
+        recs = {}
+        for key in fns:
+            side, label = key
+            fields = (ours if side == "ours" else peers)[label][1]
+            extra = dict(fields)
+            if side == "ours":
+                ratio, q1, q3 = t.ratio(best, key)
+                extra.update(vs_peer=round(ratio, 3), vs_peer_iqr=[round(q1, 3), round(q3, 3)])
+                if swept:
+                    extra["peer_setting"] = peers[best[1]][1]
+            elif swept:
+                extra["fastest"] = key == best
+            recs[key] = emit("jaxattr" if side == "ours" else peer_tool, what, batch, med[key],
+                             max(first[key] - med[key], 0.0), load_avg=load, **extra)
+        rows.append((what, recs[("ours", next(iter(ours)))], recs[best], load))
 
-    for what, method, tool, make_peer in cases:
+    def same_result(what, ours, peer):
+        """Both sides once, before timing: their largest difference relative to the largest
+        attribution (``max_rel_diff``); float32 runs stop when it shows different computations."""
+        a = np.asarray(ours())
+        b = peer().detach().cpu().numpy().transpose(0, 2, 3, 1)
+        diff = float(np.abs(a - b).max() / np.abs(b).max())
+        if args.precision == "float32" and diff > SAME_RTOL:
+            raise SystemExit(f"{what}: jaxattr and the peer differ by {diff:.2e} of the largest "
+                             "attribution: they do not compute the same thing")
+        return diff
+
+    for what, ours, tool, peers in cases:
         if args.only and what not in args.only:
             continue
-        peer = make_peer() if tool == "zennit" else make_peer
+        if tool == "zennit":  # composites register hooks on the model: one at a time
+            ours, peer = one(jaxattr_fn(ours)), peers()
+            peers = one(peer)
+        else:
+            peer = None
+            peers = peers() if callable(peers) else peers
         try:
-            race(what, args.batch, jaxattr_fn(method), tool, peer)
+            if what.startswith("deeplift"):
+                (fn, fields), = ours.values()
+                (peer_fn, _), = peers.values()
+                fields["max_rel_diff"] = float(f"{same_result(what, fn, peer_fn):.3g}")
+            race(what, args.batch, ours, tool, peers)
         finally:
             getattr(peer, "close", lambda: None)()  # remove Zennit's hooks
     for what, ours, tool, make_peer in evals:
         if args.only and what not in args.only:
             continue
-        race(what, args.aopc_batch, ours, tool, make_peer())
+        race(what, args.aopc_batch, one(ours), tool, one(make_peer()))
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -215,18 +305,18 @@ def main(argv=None):
         pass
     print(f"\n{cpu}, {os.cpu_count()} cores; jax {jax.__version__} ({jax.devices()[0].platform}), "
           f"torch {torch.__version__} ({args.threads} threads); paper CNN float32; medians of "
-          f"{args.repeats} interleaved calls\n")
+          f"{args.repeats} interleaved calls; load average after each pair in the last column\n")
     print("| what | batch | jaxattr img/s | peer | peer img/s | jaxattr / peer (quartiles) | "
-          "target | jaxattr compile s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for what, a, b in rows:
+          "target | jaxattr compile s | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for what, a, b, load in rows:
         ratio, (q1, q3) = a["vs_peer"], a["vs_peer_iqr"]
         goal = TARGETS.get(what)
         mark = "" if goal is None else (f"≥ {goal:g}× " + ("✓" if ratio >= goal else "✗"))
-        print(f"| {what} | {a['batch']} | {a['images_per_s']:.1f} | {b['tool']} | "
+        setting = "".join(f", {k}={v}" for k, v in a.get("peer_setting", {}).items())
+        print(f"| {what} | {a['batch']} | {a['images_per_s']:.1f} | {b['tool']}{setting} | "
               f"{b['images_per_s']:.1f} | {ratio:.2f}× ({q1:.2f}–{q3:.2f}) | {mark} | "
-              f"{a['compile_seconds']:.1f} |")
-
+              f"{a['compile_seconds']:.1f} | {load[0]:.1f} |")
 
 if __name__ == "__main__":
     main()

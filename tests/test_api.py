@@ -249,12 +249,44 @@ def test_data_argument_inside_jit(setup):
     (lambda: ja.IntegratedGradients(chunk=-1), ValueError, "chunk"),
     (lambda: ja.IntegratedGradients(chunk=0), ValueError, "chunk"),
     (lambda: ja.SmoothGrad(chunk=2.5), ValueError, "chunk"),
+    (lambda: ja.IntegratedGradients(chunk="fast"), ValueError, "'auto'"),
+    (lambda: ja.SmoothGrad(chunk="auto"), ValueError, "chunk"),
     (lambda: ja.rules.ZBox(low="a"), ValueError, "finite number"),
     (lambda: ja.composites.epsilon_gamma_box(low=[[0.0]], high=1.0), ValueError, "1-D"),
 ])
 def test_bad_method_parameters_are_named(make, err, match):
     with pytest.raises(err, match=match):
         make()
+
+
+def test_integrated_gradients_auto_chunk_per_backend(setup, monkeypatch):
+    """``chunk="auto"`` (the default): on CPU ⌊IG_CHUNK_IMAGES["cpu"] / batch⌋ nodes per vmapped
+    gradient (at least 1, at most ``steps``), 8 nodes on backends without a table entry; the
+    result is the same whatever the chunk (float64, 1e-12)."""
+    from jaxattr import methods as M
+
+    images = M.IG_CHUNK_IMAGES["cpu"]
+    assert M.ig_chunk(32, images, "cpu") == 1
+    assert M.ig_chunk(32, images // 4, "cpu") == 4
+    assert M.ig_chunk(32, 1, "cpu") == 32 and M.ig_chunk(4, 1, "cpu") == 4
+    assert M.ig_chunk(32, 1000 * images, "cpu") == 1
+    assert M.ig_chunk(32, 128, "gpu") == M.IG_CHUNK_NODES_ELSEWHERE == 8
+    assert ja.IntegratedGradients().chunk == "auto"
+    assert ja.IntegratedGradients(steps=8).resolved_chunk(images // 2, "cpu") == 2
+    assert ja.IntegratedGradients(chunk=3).resolved_chunk(1, "cpu") == 3
+
+    params, x = setup
+    seen = []
+    real = M._chunked_vmap
+    monkeypatch.setattr(M, "_chunked_vmap", lambda fn, xs, chunk: seen.append(chunk) or real(fn, xs, chunk))
+    monkeypatch.setitem(M.IG_CHUNK_IMAGES, jax.default_backend(), 2 * x.shape[0])
+    with jax.enable_x64(True):
+        p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
+        x64 = jnp.asarray(x, jnp.float64)
+        auto = ja.attribute(mlp, p64, x64, 0, method=ja.IntegratedGradients(steps=5))
+        whole = ja.attribute(mlp, p64, x64, 0, method=ja.IntegratedGradients(steps=5, chunk=None))
+    assert seen[0] == 2 and seen[1] is None
+    np.testing.assert_allclose(auto, whole, rtol=1e-12, atol=1e-15)
 
 
 def test_smoothgrad_key_must_be_a_prng_key(setup):

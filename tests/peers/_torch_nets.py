@@ -142,6 +142,17 @@ def dead_channels(variables, bias: float = -10.0):
     return {**variables, "params": p}
 
 
+def nonpositive_conv_biases(variables):
+    """Every conv bias made ≤ 0 (``−|b|``): at the zero reference every activation of the conv
+    stack is then 0, so every max-pool window ties at the reference and y ≥ y₀. There Captum's
+    DeepLift max-pool rule, jaxattr's ``"gradient"``, ``"scaled_gradient"`` and ``"interpolate"``
+    all reduce to the gradient: the like-for-like DeepLIFT network of ``benchmarks/peers.py``."""
+    def visit(path, a):
+        names = [getattr(k, "key", "") for k in path]
+        return -np.abs(a) if names[-1] == "bias" and "conv" in names[-2] else a
+    return jax.tree_util.tree_map_with_path(visit, variables)
+
+
 def _t(a, dtype):
     return torch.tensor(np.ascontiguousarray(np.asarray(a)), dtype=dtype)
 
@@ -374,7 +385,7 @@ def jit_all(apply_fn, variables, x, methods: dict, target=None, fast: bool = Tru
     return dict(zip(names, (np.asarray(r) for r in compiled(variables, x, target))))
 
 
-__all__ = ["NETS", "MLP", "ResBNNet", "TorchResBN", "Clone", "dead_channels",
+__all__ = ["NETS", "MLP", "ResBNNet", "TorchResBN", "Clone", "dead_channels", "nonpositive_conv_biases",
            "Pair", "make_pair", "to_torch", "to_numpy", "zennit_attribute",
            "conv_weight", "flatten_rows", "torch_mlp", "torch_paper_cnn", "torch_resnet_bn",
            "torch_logits", "jax_logits", "init_variables", "jit_all"]

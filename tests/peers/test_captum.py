@@ -89,14 +89,6 @@ def close(got, want, rtol=1e-10):
     assert err <= rtol * scale, f"max abs diff {err:.3e} = {err / scale:.2e} of max |want| {scale:.3e}"
 
 
-def _nonpositive_conv_biases(variables):
-    """Every conv bias ≤ 0: at the zero reference every ReLU in the conv stack is then 0."""
-    def visit(path, a):
-        names = [getattr(k, "key", "") for k in path]
-        return -np.abs(a) if names[-1] == "bias" and "conv" in names[-2] else a
-    return jax.tree_util.tree_map_with_path(visit, variables)
-
-
 #: (net, methods compared exactly there, make_pair kwargs)
 CASES = {
     "dense": (list(GRADIENT_FAMILY), {}),
@@ -106,7 +98,7 @@ CASES = {
                   {"transform": T.dead_channels}),
     # Captum's max-pool rule active (Clone, captum#1104) and the winner the same at x and x₀
     "paper_cnn_zero_reference": (["deeplift", "deeplift_gradient_pool"],
-                                 {"transform": _nonpositive_conv_biases, "clone_before_pool": True}),
+                                 {"transform": T.nonpositive_conv_biases, "clone_before_pool": True}),
 }
 
 
@@ -197,6 +189,32 @@ def test_deeplift_gradient_pool_matches_rescale_with_first_max():
     x = pair.inputs(1, seed=4)
     target = np.array([2])
     close(_deeplift(pair, x, target, maxpool="gradient"), _rescale_first_max(pair, x, target))
+
+
+def test_deeplift_benchmark_network_is_like_for_like():
+    """The DeepLIFT rows of ``benchmarks/peers.py`` time Captum's DeepLift against jaxattr's on
+    the full paper CNN with a ``Clone`` before each max pool (captum#1104) and its conv biases
+    made ≤ 0 (``T.nonpositive_conv_biases``): at the zero reference every conv-stack activation
+    is 0, so Captum's max-pool rule, ``maxpool="gradient"`` and the default ``"interpolate"`` all
+    reduce to the gradient and the two libraries compute the same contributions (float64, 1e-10
+    of the largest). With the stock biases Captum's rule (Δy to the winner at x or at x₀,
+    whichever maximum is larger, divided by that element's Δx) equals none of jaxattr's: every
+    mode differs by more than 10 % — the reason for the benchmark's network."""
+    modes = ("gradient", "interpolate", "scaled_gradient")
+    for transform, agree in ((T.nonpositive_conv_biases, True), (None, False)):
+        with jax.enable_x64(True):
+            pair = T.make_pair("paper_cnn_full", clone_before_pool=True, transform=transform)
+            x = pair.inputs(2, seed=0)
+            target = T.jax_logits(pair, x).argmax(-1)
+            got = T.jit_all(pair.apply_fn, pair.variables, jnp.asarray(x),
+                            {m: ja.DeepLIFT(maxpool=m) for m in modes}, jnp.asarray(target))
+        want, gap = captum("deeplift", pair.torch_model, x, target, return_convergence_delta=True)
+        assert np.abs(gap).max() < 1e-12                        # Captum sums to delta (Clone)
+        for mode in modes:
+            if agree:
+                close(got[mode], want)
+            else:
+                assert np.abs(got[mode] - want).max() > 0.1 * np.abs(want).max(), mode
 
 
 class _EdgeNet(nn.Module):
