@@ -418,9 +418,11 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
-    print(json.dumps({"fig1": fig1_toy()}), flush=True)
+    fig1 = fig1_toy()
+    print(json.dumps({"fig1": fig1}), flush=True)
     run = run_genomics(s)
     g = run.summary
+    g["fig1"] = fig1
     g["fig3_sequence"] = fig3_tracks(run.model, run.params, run.test, out / "fig3_genomics.png")
     print(json.dumps({"genomics": g}), flush=True)
     if not args.skip_digits:
