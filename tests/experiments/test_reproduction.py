@@ -136,3 +136,19 @@ def test_full_grid_with_an_unfinished_fold(documents):
     # of DeepLIFT ahead of gradient × input, and gradient × input no worse on GATA than TAL1 by design
     assert verdicts["S"][0] == "reproduces" and verdicts["S"][5] == "reproduces"
     assert verdicts["S"][6] == "cannot be tested here" and verdicts["S"][8] == "reproduces"
+
+
+def test_readme_summary_between_markers(tmp_path, documents):
+    m, quick, _, _ = documents
+    study = m.load_study(quick.parent.parent / "quick")
+    runs = m.load_deeplift(quick.parent.parent / "deeplift")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Does it reproduce?\n\n{m.README_BEGIN}\nold\n{m.README_END}\n\n## next\n")
+    m.update_readme(readme, m.summary(*m.all_claims(study, runs), study, runs, "docs/reproduction.md"))
+    text = readme.read_text()
+    assert "\nold\n" not in text and text.endswith(f"{m.README_END}\n\n## next\n")
+    block = text.split(m.README_BEGIN)[1].split(m.README_END)[0]
+    assert "[docs/reproduction.md](docs/reproduction.md)" in block and "2 of 2 folds" in block
+    bullets = [line for line in block.splitlines() if line.lstrip().startswith("- ")]
+    assert 5 <= len(bullets) <= 10
+    assert all(re.search(r"\*\*(" + "|".join(m.VERDICTS) + r")\*\*", b) for b in bullets[1:] if b.startswith("  "))
