@@ -527,6 +527,9 @@ GENOMICS_LABELS = {
     "deeplift_reveal_cancel_eq22": "DeepLIFT RevealCancel, eq. 22",
     "integrated_gradients_eq22": "integrated gradients (32 steps), eq. 22",
 }
+_SHORT = {"|gradient|": "|gradient|", "gradient_x_input": "gradient\n× input", "deeplift_zero_raw": "DeepLIFT\nzero, raw",
+          "deeplift_zero_eq22": "DeepLIFT\neq. 22 (paper)", "deeplift_background": "DeepLIFT\nbackground",
+          "deeplift_reveal_cancel_eq22": "RevealCancel\neq. 22", "integrated_gradients_eq22": "integrated\ngradients"}
 MOTIFS = ("GATA", "TAL1")
 _DEEPLIFT = "deeplift_zero_eq22"
 _FULL_N_TRAIN = 30000
@@ -734,21 +737,28 @@ def figure_table_ii(study: Study, path: Path) -> Path | None:
     decays = list(study.config.decays)
     figure = Figure(figsize=(11, 3.8), layout="constrained")
     ours_ax, paper_ax = figure.subplots(1, 2)
+    colour = {m: f"C{i}" for i, m in enumerate(paper.PAPER_METHODS)}
+    colour[RANDOM_METHOD] = "black"
+    if study.config.random_baseline:
+        methods = methods + [RANDOM_METHOD]
     for method in methods:
         matrix = _fold_table(rows, method, _ALL)
         ours_ax.errorbar(range(len(matrix.columns)), matrix.mean(), yerr=matrix.std(ddof=1).fillna(0),
-                         marker="o", capsize=3, label=_label(method))
+                         marker="o", capsize=3, label=_label(method), color=colour[method],
+                         linestyle="--" if method == RANDOM_METHOD else "-")
     ours_ax.set_xticks(range(len(decays)), [_decay(d) for d in decays])
     ours_ax.set_title(f"ours: {study.config.dataset}, {len(study.folds)} folds (± std)")
     table = paper.paper_table_ii()
     for method in paper.PAPER_METHODS:
-        paper_ax.plot(range(len(table.columns)), table.loc[method], marker="o", label=_label(method))
+        paper_ax.plot(range(len(table.columns)), table.loc[method], marker="o", label=_label(method),
+                      color=colour[method])
     paper_ax.set_xticks(range(len(table.columns)), [_decay(d) for d in table.columns])
     paper_ax.set_title("Amorim et al. Table II: CIFAR-10, 10 folds")
     for ax in (ours_ax, paper_ax):
         ax.set_xlabel("L2 decay λ (all layers)")
         ax.set_ylabel("mean AOPC")
         ax.grid(alpha=0.3)
+    ours_ax.legend(fontsize="small")
     paper_ax.legend(fontsize="small")
     return _save(figure, path)
 
@@ -763,12 +773,14 @@ def figure_best_groups(study: Study, path: Path) -> Path | None:
                                           ("paper (from Tables III–VII)", report.best_group_counts(_paper_results())))):
         bottom = np.zeros(len(counts.index))
         for method in counts.columns:
-            ax.bar(counts.index, counts[method], bottom=bottom, label=_label(method))
+            colour = f"C{paper.PAPER_METHODS.index(method)}" if method in paper.PAPER_METHODS else None
+            ax.bar(counts.index, counts[method], bottom=bottom, label=_label(method), color=colour)
             bottom += counts[method].to_numpy()
+        ax.yaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize="small")
         ax.set_title(f"times best, {title}")
         ax.set_xlabel("layer group regularised")
         ax.grid(axis="y", alpha=0.3)
-    axes[1].legend(fontsize="small")
     return _save(figure, path)
 
 
@@ -795,12 +807,11 @@ def figure_motifs(runs: list[dict], path: Path) -> Path | None:
                label=motif, alpha=0.8)
         for i in range(len(methods)):
             ax.plot(np.full(len(runs), x[i]), values[i], "k.", markersize=3)
-    ax.set_xticks(np.arange(len(methods)), [GENOMICS_LABELS[m].replace(", ", ",\n") for m in methods],
-                  fontsize="x-small")
+    ax.set_xticks(np.arange(len(methods)), [_SHORT[m] for m in methods], fontsize="small")
     ax.set_ylabel("motif-recovery auROC")
     ax.set_ylim(0.4, 1.0)
     ax.axhline(0.5, color="grey", lw=0.5)
-    ax.set_title(f"Motif recovery, {len(runs)} seeds (bars: mean ± std; dots: seeds)")
+    ax.set_title(f"Motif recovery, {len(runs)} seed{'s' if len(runs) > 1 else ''} (bars: mean ± std; dots: seeds)")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     return _save(figure, path)
