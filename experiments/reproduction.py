@@ -186,8 +186,6 @@ def _fold_table(rows: pd.DataFrame, method: str, group: str) -> pd.DataFrame:
 class _AmorimClaims:
     """Builds the rows of Amorim et al.'s claims from a :class:`Study`."""
 
-    SOURCE = "Amorim et al. 2020"
-
     def __init__(self, study: Study):
         self.study = study
         self.rows = study.results
@@ -564,8 +562,6 @@ def _motif(runs: list[dict], method: str, motif: str) -> np.ndarray:
 
 
 class _DeepLiftClaims:
-    SOURCE = "Shrikumar et al."
-
     def __init__(self, runs: list[dict]):
         self.runs = runs
         self.settings = _deeplift_settings(runs) if runs else "–"
