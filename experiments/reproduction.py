@@ -356,8 +356,8 @@ class _AmorimClaims:
                                  for g in self.groups]) if len(self.study.folds) > 1 else math.nan
             cell_a = ours_table.loc[_ALL, max(self.decays)] if _ALL in ours_table.index else math.nan
             ours = (f"Spearman ρ = {rho:+.2f} (p = {p:.2g}) between our {len(cells)} cells (groups × λ > 0) and the "
-                    f"paper's; A at λ = {_decay(max(self.decays))}: {cell_a:.4f}; mean std over folds of a cell "
-                    f"{spread:.4f}")
+                    f"paper's; A at λ = {_decay(max(self.decays))}: {cell_a:.4f}; "
+                    + (f"mean std over folds of a cell {spread:.4f}" if not math.isnan(spread) else "one fold: no spread"))
             verdict = REPRODUCES if rho >= 0.5 and p < 0.05 else PARTLY if rho > 0 else DOES_NOT
             out.append(Claim(claim, source, paper_text, ours,
                              self._settings(f"{len(self.groups)} groups, decays {', '.join(map(_decay, self.decays))}"),
