@@ -10,16 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxattr.study import paper
-from jaxattr.study.store import METRIC_COLUMNS, RANDOM_METHOD, ResultsStore, StudyConfig
+from jaxattr.study import paper, runner
+from jaxattr.study.store import METRIC_COLUMNS, RANDOM_METHOD, ResultsStore
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
 ROW = re.compile(r"^\| ([AS])(\d+) \|")
-PAPER_METHODS = ("gradient", "deconvnet", "guided_backprop", "deep_taylor", "lrp")
-QUICK = dict(folds=2, decays=(0.0, 0.01), groups=("D", "A"), methods=("gradient", "lrp"))
-FULL = dict(folds=4, decays=(0.0, 1e-4, 1e-3, 5e-3, 1e-2, 5e-2), groups=("B1", "B2", "B3", "D1", "D2", "B", "D", "A"),
-            methods=PAPER_METHODS)
+QUICK = runner.QUICK  # the grid of `jaxattr study --quick`
+FULL = dict(folds=4)  # the paper's grid (the defaults), 4 folds
 
 
 def _module():
@@ -37,7 +35,7 @@ def _study(path, grid, skip_last_units=0, seed=0):
     little noise, the random baseline flat, accuracy falling in group A to chance at 0.05 and a
     little higher than unregularised in group D1."""
     rng = np.random.default_rng(seed)
-    config = StudyConfig(dataset="digits", **grid)
+    config = runner.study_config(**grid)
     store = ResultsStore(path, config)
     units = config.units()
     for unit in units[:len(units) - skip_last_units]:
