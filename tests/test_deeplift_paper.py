@@ -159,6 +159,8 @@ def test_fig2_grid(tmp_path):
     E = _load_experiment()
     out = E.fig2_grid(tmp_path / "fig2.png", epochs=1, n_images=2)
     assert (tmp_path / "fig2.png").stat().st_size > 1000 and 0.0 <= out["digits_test_accuracy"] <= 1.0
+    assert out["lrp0_vs_gradient_x_input"]["relative"] < 1e-5  # §3.4 on a (briefly) trained ReLU CNN
+    assert set(out["deletion_aopc"]) >= {"|gradient|", "gradient_x_input", "deeplift", "random"}
 
 
 # ------------------------------------------------------------------------------ notebook
