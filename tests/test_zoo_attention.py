@@ -16,6 +16,7 @@ import dataclasses
 import functools
 
 import jax
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -155,3 +156,47 @@ def test_conservation_without_biases(name):
             gaps[method] = np.asarray(check.error) / np.abs(np.asarray(check.logit))
         assert gaps["cp_lrp"].max() < 1e-7  # CP-LRP conserves
         assert gaps["attn_lrp"].max() > 1e-6  # AttnLRP's softmax absorbs a visible share
+
+
+
+class _Layer(nn.Module):
+    @nn.compact
+    def __call__(self, h, _):
+        return Z.PreNormBlock()(h), None
+
+
+class _ScannedEncoder(nn.Module):
+    """Blocks stacked as one ``nn.scan`` over layers (how Flax models repeat identical blocks)."""
+
+    @nn.compact
+    def __call__(self, h):
+        h, _ = nn.scan(_Layer, variable_axes={"params": 0}, split_rngs={"params": True},
+                       length=2)()(h, None)
+        return nn.Dense(Z.CLASSES)(nn.LayerNorm()(h).mean(axis=1))
+
+
+def _unrolled_encoder(params, h):
+    p = params["params"]
+    for i in range(2):
+        layer = jax.tree_util.tree_map(lambda a: a[i], p["Scan_Layer_0"]["PreNormBlock_0"])
+        h = Z.PreNormBlock().apply({"params": layer}, h)
+    h = nn.LayerNorm().apply({"params": p["LayerNorm_0"]}, h).mean(axis=1)
+    return nn.Dense(Z.CLASSES).apply({"params": p["Dense_0"]}, h)
+
+
+def test_attention_inside_scan_over_layers_equals_unrolled():
+    """Attention, softmax and LayerNorm segments inside a scan body (issues #19 and #21 together):
+    the rolled model's AttnLRP, CP-LRP and DeepLIFT maps equal those of the same weights applied
+    layer by layer."""
+    with jax.enable_x64(True):
+        model = _ScannedEncoder()
+        x = jax.random.normal(jax.random.key(0), (3, Z.TOKENS, Z.DIM), jnp.float64)
+        params = model.init(jax.random.key(1), x)
+        np.testing.assert_allclose(model.apply(params, x), _unrolled_encoder(params, x), **TOL)
+        for name, method in METHODS.items():
+            rolled = ja.attribute(model.apply, params, x, method=method)
+            np.testing.assert_allclose(rolled, ja.attribute(_unrolled_encoder, params, x, method=method),
+                                       err_msg=name, **TOL)
+        rows = ja.engine.audit(model.apply, params, x, METHODS["attn_lrp"])
+    kinds = {r.kind for r in rows}
+    assert {"control", "softmax", "bilinear", "normalise"} <= kinds
