@@ -21,6 +21,8 @@ A rule-based method that does not apply (an operation no rule covers) gets one l
     python benchmarks/zoo.py --small          # the test sizes, batch 2 (a smoke run)
     python benchmarks/zoo.py --models vit --batch 64 \
         --methods gradient lrp.attn_lrp lrp.cp_lrp deeplift   # issue #21's attention rows
+    python benchmarks/zoo.py --models lstm gru gru_nnx \
+        --methods gradient lrp.epsilon_plus lrp.lstm_signal_take_all deeplift   # recurrent rows
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ METHODS = {
     "lrp.epsilon_plus": ja.LRP(),
     "lrp.attn_lrp": ja.LRP(ja.composites.attn_lrp()),
     "lrp.cp_lrp": ja.LRP(ja.composites.cp_lrp()),
+    "lrp.lstm_signal_take_all": ja.LRP(ja.composites.lstm_signal_take_all()),
     "deeplift": ja.DeepLIFT(),
 }
 
