@@ -3,6 +3,7 @@
 import os
 import pathlib
 
+import numpy as np
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
@@ -55,3 +56,21 @@ def test_explanation_training(tmp_path):
         # λ, three accuracies, three shares
         values = [float(v) for v in line[len(run):].split()]
         assert len(values) == 7 and all(0 <= v <= 1 for v in values[1:]), line
+
+
+def test_transformers(tmp_path):
+    """Issue #21's notebook: a ViT on digits and a planted-token classifier, five methods
+    compared by AOPC and planted-token auROC; both figures saved, both tables printed."""
+    nb = run_notebook("transformers.ipynb", tmp_path)
+    for figure in ("transformers_vit_heatmaps.png", "transformers_tokens.png"):
+        assert (tmp_path / figure).stat().st_size > 10_000, figure
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    assert "ViT test accuracy" in text and "token classifier test accuracy" in text
+    for method in ("Gradient×Input", "IG", "AttnLRP", "CP-LRP", "DeepLIFT"):
+        rows = [line for line in text.splitlines() if line.startswith(method + " ")]
+        assert len(rows) == 2, (method, rows)  # one row in each table
+        for line in rows:
+            values = [float(v) for v in line[len(method):].split()]
+            assert values and all(np.isfinite(values)), line
+    assert "bilinear" in text and "softmax" in text and "normalise" in text  # the audit
