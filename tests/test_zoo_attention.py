@@ -200,3 +200,41 @@ def test_attention_inside_scan_over_layers_equals_unrolled():
         rows = ja.engine.audit(model.apply, params, x, METHODS["attn_lrp"])
     kinds = {r.kind for r in rows}
     assert {"control", "softmax", "bilinear", "normalise"} <= kinds
+
+
+class _LinenTwinOfNNXViT(nn.Module):
+    """``model_zoo.NNXViT`` written with Linen modules (same parameter tree). NNX's attention
+    takes its softmax in float32; ``force_fp32_for_softmax`` makes Linen's do the same."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Conv(Z.DIM, (4, 4), strides=(4, 4), padding="VALID", name="patch")(x)
+        h = h.reshape(h.shape[0], -1, Z.DIM)
+        h = h + self.param("pos", nn.initializers.zeros, (1, h.shape[1], Z.DIM), h.dtype)
+        h = h + nn.MultiHeadDotProductAttention(Z.HEADS, force_fp32_for_softmax=True,
+                                                name="attn")(nn.LayerNorm(name="ln1")(h))
+        h = h + nn.Dense(Z.DIM, name="down")(nn.gelu(nn.Dense(Z.MLP, name="up")(
+            nn.LayerNorm(name="ln2")(h))))
+        return nn.Dense(Z.CLASSES, name="head")(nn.LayerNorm(name="ln3")(h).mean(axis=1))
+
+
+def test_linen_equals_nnx_for_the_same_weights():
+    """The same ViT as an NNX model (held, or split to a function) and as a Linen module with its
+    weights: the same relevance. CP-LRP agrees to 1e-12; AttnLRP and DeepLIFT to 1e-6 relative,
+    since both models take their softmax in float32 (NNX always does) and the two libraries
+    convert at different places, so the softmax rules round at float32 in different spots."""
+    from flax import nnx
+
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(0), (2,) + Z.IMAGE, jnp.float64)
+        held = Z.NNXViT(nnx.gelu, jnp.float64, nnx.Rngs(3))
+        graphdef, state = nnx.split(held)
+        split_fn = lambda st, x_: nnx.merge(graphdef, st)(x_)
+        linen, variables = _LinenTwinOfNNXViT(), {"params": nnx.to_pure_dict(state)}
+        np.testing.assert_array_equal(linen.apply(variables, x), split_fn(state, x))
+        for name, method in METHODS.items():
+            want = np.asarray(ja.attribute(split_fn, state, x, method=method))
+            np.testing.assert_array_equal(ja.attribute(held, None, x, method=method), want)
+            got = np.asarray(ja.attribute(linen.apply, variables, x, method=method))
+            tol = 1e-12 if name == "cp_lrp" else 1e-6
+            np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max(), err_msg=name)
