@@ -207,7 +207,8 @@ def _entries(graph, segments) -> list:
             consts = {}
             for i, a in enumerate(node.ins):
                 if isinstance(a, Lit):
-                    aval = a.aval if a.aval is not None else jax.core.get_aval(a.value)
+                    v = jnp.asarray(a.value)
+                    aval = a.aval if a.aval is not None else jax.ShapeDtypeStruct(v.shape, v.dtype)
                 elif a not in g.tainted:
                     aval = g.avals.get(a)
                 else:

@@ -3,7 +3,8 @@
 On a dense ReLU net with biases under LRP-ε every dense layer's row equals a float64 NumPy
 oracle, ``Σ_j R_j (b_j + ε·sign z_j) / (z_j + ε·sign z_j)``, to 1e-10; the rows and the input
 relevance add up to the target logit; rows follow the audit; a ``scan`` body's segments are
-rows too (summed over the steps).
+rows too (summed over the steps), a ``cond``'s count the branch taken; relevance handed to a
+constant (a ``scan``'s constant initial state, a constant token concatenated) is a row.
 """
 
 import jax
@@ -219,6 +220,33 @@ def test_relevance_passed_to_constants_is_a_row():
     gap = _adds_up(tokens, q, xt, lrp0, rows)
     # no bias, no ε (but the mean's Norm(1e-6)): the token takes the whole gap
     np.testing.assert_allclose(cat.absorbed, gap, rtol=1e-4)
+
+
+def _cond_net(p, x):
+    """A branch chosen by the data: the taken branch's rows absorb, the other's are zero."""
+    h = jnp.tanh(x @ p["w"] + p["b"])
+    h = jax.lax.cond(p["pick"] > 0, lambda h: jnp.tanh(h @ p["u"] + p["c"]),
+                     lambda h: jax.nn.relu(h @ p["v"] + p["d"]), h)
+    return h @ p["o"]
+
+
+def test_cond_rows_count_the_branch_taken():
+    rng = np.random.default_rng(8)
+    p = {k: jnp.asarray(rng.normal(size=s)) for k, s in
+         dict(w=(5, 4), b=4, u=(4, 4), c=4, v=(4, 4), d=4, o=(4, 3)).items()}
+    x = jnp.asarray(rng.normal(size=(B, 5)))
+    method = ja.LRP(ja.rules.Epsilon(EPS))
+    for pick, taken in ((1.0, "1"), (-1.0, "0")):  # lax.cond: branch 1 is the true one
+        q = dict(p, pick=jnp.asarray(pick))
+        rows = _rows_follow_audit(_cond_net, q, x, method)
+        branch = [r for r in rows if "[" in str(r.nodes[0])]
+        assert {r.kind for r in branch} >= {"dense", "activation"}
+        for r in branch:
+            if f"[{taken}]" not in str(r.nodes[0]):
+                assert np.all(r.absorbed == 0) and np.all(r.relevance == 0)
+            elif r.kind == "dense":
+                assert np.abs(r.absorbed).min() > 1e-6
+        _adds_up(_cond_net, q, x, method, rows)
 
 
 def test_deep_taylor_seeds_the_relu_of_the_logit():
