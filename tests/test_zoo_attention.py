@@ -103,7 +103,8 @@ def _absorbed_by_kind(rows):
     return out
 
 
-@pytest.mark.parametrize("name", ["vit", "bert", pytest.param("vit_mean_nnx", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["vit", "bert",
+                                  pytest.param("vit_mean_nnx", marks=pytest.mark.slow)])
 def test_attn_lrp_relevance_is_the_logit_minus_what_the_ledger_absorbs(name):
     """With biases: AttnLRP's input relevance sums to the target logit minus what the segments
     absorb (biases, ε, the softmax rule) and what reaches the ViT's cls token, per example; the

@@ -93,8 +93,8 @@ def ledger(apply_fn: Callable, params: Any, x: Any, method: Any,
         branch taken; a ``control`` row's ``absorbed`` is only what reaches the node's own
         constant operands (initial carry, consts). The ``rule`` is the one the backward pass
         applies, so max pools show ``WinnerTakeAll()`` (the gradient, computed fast) where the
-        audit says "gradient". Concrete NumPy arrays (float64 under ``jax_enable_x64``, else float32): call
-        it outside ``jax.jit`` (it compiles its own program). Memory: besides the per-example
+        audit says "gradient". Concrete NumPy arrays (float64 under ``jax_enable_x64``, else
+        float32): call it outside ``jax.jit`` (it compiles its own program). Memory: besides the per-example
         passes, a probe as large as each constant operand of a listed node (a ``scan``'s
         consts include the weights its body reads).
 
