@@ -266,3 +266,12 @@ def test_deep_taylor_seeds_the_relu_of_the_logit():
 def test_methods_that_do_not_propagate_relevance_are_refused(method):
     with pytest.raises(ValueError, match="ledger follows relevance"):
         ja.engine.ledger(_mlp, _params(), _x(), method)
+
+
+def test_docstring_example_runs():
+    import doctest
+    import importlib
+
+    module = importlib.import_module("jaxattr.engine.ledger")
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
