@@ -8,12 +8,11 @@ GPT-style decoder (causal mask) of ``tests/model_zoo.py``, in float64:
 * conservation with biases (and position embeddings, the cls token) set to 0 and a tiny ε
   (GPT by default; the NNX ViT and BERT with ``-m slow``):
   CP-LRP's relevance sums to the target logit; AttnLRP's to the logit minus what its softmax
-  rule absorbs (the Taylor bias term of Achtibat et al. 2024, Prop. 3.1), measured by a ledger
-  rule that wraps every rule and records ``ΣR_out − ΣR_in`` per segment.
+  rule absorbs (the Taylor bias term of Achtibat et al. 2024, Prop. 3.1), measured by
+  ``ja.engine.ledger`` (``ΣR_out − ΣR_in`` per segment);
+* with biases (ViT, BERT; the NNX ViT with ``-m slow``): AttnLRP's relevance sums to the target
+  logit minus what the ledger's rows absorb (biases, ε, the softmax rule), per example.
 """
-
-import dataclasses
-import functools
 
 import jax
 import flax.linen as nn
@@ -93,29 +92,56 @@ def test_jit_equals_eager_on_gpt(results):
 
 
 # ---------------------------------------------------------------------------------------------
-# conservation, with a ledger of what each segment absorbs
+# conservation, with the ledger of what each segment absorbs (ja.engine.ledger)
 # ---------------------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class Ledger(ja.rules.Rule):
-    """``inner``, recording ``ΣR_out − ΣR_in`` (what the segment absorbs), summed over the
-    batch (attention tensors need not carry the batch first: Flax NNX's do not)."""
-
-    inner: ja.rules.Rule = None
-    log: list = dataclasses.field(default=None, hash=False, compare=False)
-    kinds = ja.engine.KINDS
-
-    def backward(self, view, inputs, output, cotangent, reference):
-        out = self.inner.backward(view, inputs, output, cotangent, reference)
-        absorbed = jnp.sum(cotangent) - sum(jnp.sum(o) for o in out)
-        record = functools.partial(lambda kind, a: self.log.append((kind, np.asarray(a))),
-                                   view.segment.kind)
-        jax.debug.callback(record, absorbed)
-        return out
+def _absorbed_by_kind(rows):
+    """Per segment kind, what its rows absorbed, per example."""
+    out = {}
+    for r in rows:
+        out[r.kind] = out.get(r.kind, 0.0) + r.absorbed
+    return out
 
 
-def _ledger(composite, log):
-    return ja.composites.Composite(tuple((sel, Ledger(rule, log)) for sel, rule in composite.layer_map))
+@pytest.mark.parametrize("name", ["vit", "bert",
+                                  pytest.param("vit_mean_nnx", marks=pytest.mark.slow)])
+def test_attn_lrp_relevance_is_the_logit_minus_what_the_ledger_absorbs(name):
+    """With biases: AttnLRP's input relevance sums to the target logit minus what the segments
+    absorb (biases, ε, the softmax rule) and what reaches the ViT's cls token, per example; the
+    ledger names them."""
+    with jax.enable_x64(True):
+        (entry,) = Z.zoo(jnp.float64, [name])
+        method = METHODS["attn_lrp"]
+        target = jnp.argmax(entry.fn(entry.params, entry.x), -1)
+        rows = ja.engine.ledger(entry.fn, entry.params, entry.x, method, target)
+        r = ja.attribute(entry.fn, entry.params, entry.x, target, method)
+        check = ja.evaluation.checks.conservation(entry.fn, entry.params, entry.x, r, target)
+        audit = ja.engine.audit(entry.fn, entry.params, entry.x, method)
+    gap = np.asarray(check.logit) - np.asarray(check.total)
+    scale = np.abs(np.asarray(check.logit)).max()
+    absorbed = _absorbed_by_kind(rows)
+    np.testing.assert_allclose(sum(absorbed.values()), gap, rtol=0, atol=1e-8 * scale)
+    assert np.abs(gap).max() > 1e-3 * scale  # a visible gap, explained by the rows
+    assert np.abs(absorbed["dense"]).max() > 1e-6 * scale  # the biases take a share
+    assert np.abs(absorbed["softmax"]).max() > 1e-6 * scale  # and so does the softmax rule
+    if name == "vit":  # the cls token is a constant: what reaches it leaves at the concatenate
+        (cls,) = [r for r in rows if r.kind == "plumbing"]
+        assert np.abs(cls.absorbed).min() > 1e-6 * scale
+    # a row per segment of the audit (and per node handing relevance to a constant), in its order
+    owner = {n: r for r in rows for n in r.nodes}
+    assert all(a.node in owner for a in audit if a.kind in ja.engine.KINDS)
+    listed = [a for a in audit if a.node in owner]
+    assert len(listed) == sum(len(r.nodes) for r in rows)
+    assert [owner[a.node].kind for a in listed] == [a.kind for a in listed]
+    names = {}
+    for a in listed:
+        names.setdefault(owner[a.node].index, set()).add(a.name)
+    assert all(r.name in names[r.index] for r in rows)  # a segment's name is one of its nodes'
+    first = []
+    for a in listed:
+        if owner[a.node].index not in first:
+            first.append(owner[a.node].index)
+    assert first == list(range(len(rows)))  # each row where the audit first lists its segment
 
 
 def _no_biases(params):
@@ -138,25 +164,22 @@ def test_conservation_without_biases(name):
         gaps = {}
         for method, comp in (("cp_lrp", ja.composites.cp_lrp(eps)),
                              ("attn_lrp", ja.composites.attn_lrp(eps))):
-            log = []
-            r = ja.attribute(entry.fn, params, entry.x, target, ja.LRP(_ledger(comp, log)))
+            rows = ja.engine.ledger(entry.fn, params, entry.x, ja.LRP(comp), target)
+            r = ja.attribute(entry.fn, params, entry.x, target, ja.LRP(comp))
             check = ja.evaluation.checks.conservation(entry.fn, params, entry.x, r, target)
-            absorbed = {}
-            for kind, a in log:
-                absorbed[kind] = absorbed.get(kind, 0.0) + a
+            absorbed = _absorbed_by_kind(rows)
             softmax = absorbed.get("softmax", 0.0)
             scale = np.abs(np.asarray(check.logit)).max()
             # every relevance that did not reach the input was absorbed by a segment
-            missing = float(np.sum(check.logit - check.total))
-            np.testing.assert_allclose(missing, sum(absorbed.values()), atol=1e-6 * scale)
+            missing = np.asarray(check.logit) - np.asarray(check.total)
+            np.testing.assert_allclose(missing, sum(absorbed.values()), rtol=0, atol=1e-6 * scale)
             # and only the softmax absorbs anything (ε = 1e-12, no biases)
             others = sum(v for k, v in absorbed.items() if k != "softmax")
-            assert abs(others) < 1e-6 * scale, absorbed
-            np.testing.assert_allclose(missing, softmax, atol=1e-6 * scale)
+            assert np.abs(others).max() < 1e-6 * scale, absorbed
+            np.testing.assert_allclose(missing, softmax, rtol=0, atol=1e-6 * scale)
             gaps[method] = np.asarray(check.error) / np.abs(np.asarray(check.logit))
         assert gaps["cp_lrp"].max() < 1e-7  # CP-LRP conserves
         assert gaps["attn_lrp"].max() > 1e-6  # AttnLRP's softmax absorbs a visible share
-
 
 
 class _Layer(nn.Module):

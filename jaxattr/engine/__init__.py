@@ -7,6 +7,9 @@ import jax
 from .audit import Row as Row
 from .audit import audit as audit
 from .audit import format_audit as format_audit
+from .ledger import LedgerRow as LedgerRow
+from .ledger import format_ledger as format_ledger
+from .ledger import ledger as ledger
 from .rewrite import bind_rule as bind_rule
 from .rewrite import environment as environment
 from .rewrite import run as run
@@ -32,5 +35,6 @@ def check_jax_version(version: str = jax.__version__) -> None:
 
 
 __all__ = ["trace", "segment", "run", "environment", "bind_rule", "audit", "format_audit", "Row",
+           "ledger", "format_ledger", "LedgerRow",
            "Graph", "Segment", "KINDS", "UnsupportedPrimitiveError", "check_jax_version",
            "TESTED_JAX"]

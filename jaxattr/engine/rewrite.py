@@ -40,30 +40,42 @@ def _zeros_like(tree):
     return jax.tree_util.tree_map(zero, tree)
 
 
-def bind_rule(rule, segment: Segment, inputs: Sequence, consts: Sequence, reference: Any = None):
-    """``segment``'s forward with ``rule.backward`` as its VJP (zero cotangent for constants)."""
+def bind_rule(rule, segment: Segment, inputs: Sequence, consts: Sequence, reference: Any = None,
+              probe: Any = None):
+    """``segment``'s forward with ``rule.backward`` as its VJP (zero cotangent for constants).
 
-    def forward(xs, cs, ref):
+    ``probe`` (optional, a float array of shape ``(2,)`` that the forward ignores) receives as its
+    cotangent ``(ΣR_out − ΣR_in, ΣR_out)``: what the rule absorbed and what reached the segment
+    (summed over every element; see :func:`jaxattr.engine.ledger`)."""
+
+    def forward(xs, cs, ref, probe):
         return make_view(segment, cs).fn(*xs)
 
-    def fwd(xs, cs, ref):
-        out = forward(xs, cs, ref)
-        return out, (xs, cs, ref, out)
+    def fwd(xs, cs, ref, probe):
+        out = forward(xs, cs, ref, probe)
+        return out, (xs, cs, ref, out, probe)
 
     def bwd(res, ct):
-        xs, cs, ref, out = res
+        xs, cs, ref, out, probe = res
         cts = rule.backward(make_view(segment, cs), xs, out, ct, ref)
         cts = tuple(jnp.asarray(c, dtype=x.dtype).reshape(x.shape) for c, x in zip(cts, xs))
-        return cts, _zeros_like(cs), _zeros_like(ref)
+        if probe is None:
+            probe_ct = None
+        else:
+            total = lambda v: jnp.sum(jnp.asarray(v, dtype=probe.dtype))
+            arrived = total(ct)
+            probe_ct = jnp.stack([arrived - sum(total(c) for c in cts), arrived])
+        return cts, _zeros_like(cs), _zeros_like(ref), probe_ct
 
     f = jax.custom_vjp(forward)
     f.defvjp(fwd, bwd)
-    return f(tuple(inputs), tuple(consts), reference)
+    return f(tuple(inputs), tuple(consts), reference, probe)
 
 
 def run(graph: Graph, assignment: Mapping[Segment, Any], leaves: Sequence,
         reference_env: Optional[Mapping] = None,
-        body_reference: Optional[Callable] = None) -> list:
+        body_reference: Optional[Callable] = None,
+        probes: Optional[Mapping[Segment, Any]] = None) -> list:
     """Evaluate ``graph`` on ``leaves`` (flattened ``(params, x)``) with ``assignment``'s rules.
 
     ``reference_env`` (var -> value, from :func:`environment` on the reference input) is handed
@@ -71,6 +83,12 @@ def run(graph: Graph, assignment: Mapping[Segment, Any], leaves: Sequence,
     ``body_reference(body, leaves, reference_leaves) -> env`` builds the reference environment of
     a control-flow body from its actual and reference inputs at one step (default:
     :func:`environment` of the reference inputs).
+    ``probes`` make the backward report where relevance goes (see :mod:`jaxattr.engine.ledger`;
+    the nodes and segments of bodies included): segment -> probe of :func:`bind_rule`;
+    node (not in a segment) -> ``({operand position: zeros like it}, {output position: zeros
+    like it})``: the operand probes' cotangents are what the node passes to those (constant)
+    operands, the output probes' what reaches the node. A probe's cotangent is summed over the
+    steps of a ``scan`` and zero in a ``cond`` branch not taken.
     """
     env = dict(zip(graph.invars, leaves))
     read = lambda a: a.value if isinstance(a, Lit) else env[a]
@@ -80,27 +98,45 @@ def run(graph: Graph, assignment: Mapping[Segment, Any], leaves: Sequence,
         if seg is None:
             x_dependent = any(a in graph.tainted for a in node.ins if not isinstance(a, Lit))
             vals = [read(a) for a in node.ins]
+            node_probes = None if probes is None else probes.get(node)
+            if node_probes is not None:
+                vals = _probe_operands(vals, node_probes[0])
             if node.bodies and x_dependent:
                 refs = None
                 if reference_env is not None:
                     refs = [a.value if isinstance(a, Lit) else reference_env[a] for a in node.ins]
-                outs = _control_flow(node, vals, refs, assignment, body_reference)
+                outs = _control_flow(node, vals, refs, assignment, body_reference, probes)
             else:
                 # fast implementations (custom_vjp) only where the vjp of the explanation enters
                 # them: on x-dependent values; elsewhere forward-mode autodiff of the explanation
                 # must pass
                 outs = node.bind(*vals, fast=x_dependent)
+            if node_probes is not None:
+                outs = [o + node_probes[1][i] if i in node_probes[1] else o
+                        for i, o in enumerate(outs)]
             env.update(zip(node.outs, outs))
         elif seg.output in node.outs:
             ref = None
             if reference_env is not None:
                 ref = tuple(reference_env[v] for v in seg.inputs)
             env[seg.output] = bind_rule(assignment[seg], seg, [env[v] for v in seg.inputs],
-                                        [env[v] for v in seg.consts()], ref)
+                                        [env[v] for v in seg.consts()], ref,
+                                        None if probes is None else probes.get(seg))
     return [read(a) for a in graph.outvars]
 
 
-def _control_flow(node, vals, refs, assignment, body_reference) -> list:
+def _probe_operands(vals, probes: Mapping[int, Any]) -> list:
+    """``vals`` with each probed operand ``i`` replaced by ``stop_gradient(v) + probes[i]``: the
+    probe's cotangent is what the node passes to that (constant) operand, and it goes no further
+    (so a constant read by several nodes is counted once per reader, never twice)."""
+    out = list(vals)
+    for i, probe in probes.items():
+        v = jnp.asarray(vals[i], dtype=probe.dtype)
+        out[i] = jax.lax.stop_gradient(v) + probe
+    return out
+
+
+def _control_flow(node, vals, refs, assignment, body_reference, probes=None) -> list:
     """``node`` (a ``scan`` or ``cond`` with bodies) re-emitted with :func:`run` in its bodies;
     ``refs``: the reference values of its inputs, or ``None``."""
     body_reference = body_reference or (lambda body, leaves, ref_leaves: environment(body, ref_leaves))
@@ -113,9 +149,9 @@ def _control_flow(node, vals, refs, assignment, body_reference) -> list:
                     else v for v, a in zip(vals, body.outvars)]
 
         if ref_leaves is None:
-            return typed(run(body, assignment, leaves, None, body_reference)), None
+            return typed(run(body, assignment, leaves, None, body_reference, probes)), None
         ref_env = body_reference(body, leaves, ref_leaves)
-        outs = run(body, assignment, leaves, ref_env, body_reference)
+        outs = run(body, assignment, leaves, ref_env, body_reference, probes)
         return typed(outs), typed([a.value if isinstance(a, Lit) else ref_env[a]
                                    for a in body.outvars])
 

@@ -3,7 +3,8 @@
 * :func:`summation_to_delta` — DeepLIFT (Shrikumar et al. 2016, eq. 1), Integrated Gradients
   (completeness), Shapley-type methods: ``Σ_i C_i = f_t(x) − f_t(x₀)``.
 * :func:`conservation` — LRP (Bach et al. 2015) and Deep Taylor started from the logit:
-  ``Σ_i R_i = f_t(x)`` when no relevance is absorbed (bias-free layers, ε → 0).
+  ``Σ_i R_i = f_t(x)`` when no relevance is absorbed (bias-free layers, ε → 0); where the gap
+  goes, segment by segment, is what ``ja.engine.ledger`` reports.
 
 Both take any relevance array and any pure ``apply_fn(params, x) -> logits``; like the rest of
 :mod:`jaxattr.evaluation` they do not import the attribution engine. Each returns per-example
@@ -109,6 +110,12 @@ def summation_to_delta(apply_fn: Callable, params: Any, x: jax.Array, relevance:
 def conservation(apply_fn: Callable, params: Any, x: jax.Array, relevance: jax.Array,
                  target: Optional[jax.Array] = None) -> Conservation:
     """Check ``Σ_i R_i = f_t(x)`` per example (LRP/Deep Taylor relevance started from the logit).
+
+    A gap ``f_t(x) − Σ_i R_i`` is the relevance absorbed on the way: by biases and the
+    stabiliser ε, by AttnLRP's softmax rule, by constants such as a ViT's cls token. To see
+    *where*, ``ja.engine.ledger(apply_fn, params, x, method, target)`` lists what each segment
+    absorbed, per example; its rows sum to this gap (``ja.engine.format_ledger`` prints them).
+    This module does not import the engine: the ledger is a separate call.
 
     Returns:
         :class:`Conservation` of per-example arrays ``(total, logit, error)``.
