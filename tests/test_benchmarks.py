@@ -109,3 +109,22 @@ def test_zoo_benchmark_runs():
     assert all(r["ratio_to_jax_grad"] > 0 and r["images_per_s"] > 0 for r in timed)
     # LRP applies to both now: a scan's body and attention have their rules (issues #19, #21)
     assert not [r for r in rows if r.get("applies") is False]
+
+
+def test_peers_benchmark_lxt_rows_run():
+    """``peers.py --only attn_lrp cp_lrp`` at a tiny ViT: both sides checked equal (at ε 1e-10,
+    where LXT's and jaxattr's stabilisers agree) and timed side by side."""
+    for name in ("torch", "torchvision", "captum", "zennit", "quantus", "lxt.explicit.functional"):
+        pytest.importorskip(name, reason="the peers benchmark needs the [peers] extra and lxt")
+    rows = _run("peers", ["--only", "attn_lrp", "cp_lrp", "--batch", "2", "--repeats", "1",
+                          "--vit-batch", "2", "--vit-image", "8", "--vit-dim", "8",
+                          "--vit-heads", "2", "--vit-mlp", "8", "--vit-blocks", "1"])
+    # torch's threads swept (1 and --threads, default 2), compared at the faster
+    assert [(r["tool"], r["what"], r.get("threads")) for r in rows] == [
+        (tool, what, n) for what in ("attn_lrp", "cp_lrp")
+        for tool, n in (("jaxattr", None), ("lxt", 1), ("lxt", 2))]
+    ours = [r for r in rows if r["tool"] == "jaxattr"]
+    assert all(r["max_rel_diff"] < 1e-4 and r["vs_peer"] > 0 and r["images_per_s"] > 0
+               for r in ours), ours
+    assert all(r["peer_setting"]["rules"] == "lxt.explicit.functional" for r in ours)
+    assert sum(r.get("fastest", False) for r in rows) == 2
