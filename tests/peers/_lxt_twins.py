@@ -239,6 +239,6 @@ class Twin:
         the twin's dtype): the logits and the input relevance, both torch tensors."""
         x = x.detach().clone().requires_grad_(True)
         out = self(x)
-        seed = torch.nn.functional.one_hot(target, out.shape[-1]).to(out) * out.detach()
+        seed = torch.nn.functional.one_hot(target.long(), out.shape[-1]).to(out) * out.detach()
         out.backward(seed)
         return out.detach(), x.grad
