@@ -43,9 +43,10 @@ the Flax model against its torch twin written with ``lxt.explicit.functional``, 
 weights converted once. LXT runs at its fastest documented setting without Hugging Face: the
 explicit functional rules (plain functions, no modules: nothing to put in eval mode), autograd
 on (its relevance is the backward pass: no ``torch.no_grad``), its ``inplace=True`` backward for
-``add2`` and ``matmul``, and torch's threads swept over 1 and ``--threads`` in the same
-interleaved rounds, compared at the faster (``peer_setting``; its many small elementwise kernels
-can run 5× slower on 2 threads than on 1 on a busy 2-core machine). LXT's faster
+``add2`` and ``matmul``, and torch's threads the faster of 1 and ``--threads`` (timed before
+the race, in interleaved rounds: ``threads_seconds`` on LXT's line, the choice in
+``peer_setting``; its many small elementwise kernels can run 5× slower on 2 threads than on 1
+on a busy 2-core machine). LXT's faster
 ``lxt.efficient`` path (monkey patches whose relevance is gradient × input; CP-LRP only for
 torchvision's ViT) cannot be timed: importing it imports ``transformers`` (every model it
 patches), not a dependency here. LXT has no explicit CP-LRP;
@@ -390,16 +391,22 @@ def main(argv=None):
             got = np.asarray(ours_fn())  # its first call: compiles
             first_s = time.perf_counter() - start
             diff_timed = float(np.abs(got - want).max() / np.abs(want).max())
-            # torch's threads swept: LXT's many small elementwise kernels lose more to a busy
-            # machine with 2 threads than they gain (5× slower here at load 7 on 2 cores)
-            peers = {f"threads={n}": (vit_fns(what, VIT_EPS, n)[1], {
-                "rules": "lxt.explicit.functional", "inplace": True, "threads": n})
-                for n in sorted({1, args.threads})}
+            # torch's threads: LXT's many small elementwise kernels can lose more to a busy
+            # machine with 2 threads than they gain (5× slower at load 7 on 2 cores). Chosen
+            # before the race, which then runs the faster alone: torch's idle threads spin for a
+            # while after each call and would slow the calls that follow them
+            counts = sorted({1, args.threads})
+            sweep = timed({n: vit_fns(what, VIT_EPS, n)[1] for n in counts},
+                          max(3, args.repeats // 3))
+            threads = min(counts, key=sweep.median.get)
+            setting = {"rules": "lxt.explicit.functional", "inplace": True, "threads": threads}
             race(what, args.vit_batch,
                  one(ours_fn, network=network, epsilon=VIT_EPS,
                      max_rel_diff=float(f"{diff:.3g}"), max_rel_diff_epsilon=CHECK_EPS,
-                     max_rel_diff_timed=float(f"{diff_timed:.3g}"), first_call_seconds=first_s),
-                 "lxt", peers)
+                     max_rel_diff_timed=float(f"{diff_timed:.3g}"), first_call_seconds=first_s,
+                     peer_setting=setting),
+                 "lxt", one(vit_fns(what, VIT_EPS, threads)[1], **setting, threads_seconds={
+                     str(n): round(sweep.median[n], 5) for n in counts}))
 
     cpu = platform.processor() or platform.machine()
     try:
