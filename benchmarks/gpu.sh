@@ -9,8 +9,9 @@
 # Sections (each under its own timeout, skipped when the 8-minute budget cannot hold it):
 #   env          jax/jaxlib/torch versions and devices
 #   attribution  benchmarks/attribution.py at batch 128 and 1024, per precision (float32, fast)
-#   peers        benchmarks/peers.py (Captum, Zennit, Quantus on torch, same device), per precision:
+#   peers        benchmarks/peers.py (Captum, Zennit, Quantus, LXT on torch, same device), per precision:
 #                torch TF32 off for float32, on for fast; skipped when torch or a peer is missing
+#                (without lxt only its rows, attn_lrp and cp_lrp, are skipped)
 #   aopc         benchmarks/aopc.py, batch 256, chunk 4096, L = 16 and 100, per precision
 #   training     benchmarks/training.py, CIFAR-shaped, the vmapped 41-configuration grid, per
 #                precision (float32, fast, bfloat16)

@@ -1,4 +1,4 @@
-"""jaxattr side by side with Captum, Zennit and Quantus: throughput on the paper CNN.
+"""jaxattr side by side with Captum, Zennit, Quantus and LXT: throughput on the paper CNN and a ViT.
 
 The same network (``PaperCNN``: 3×3 SAME convs 32,32 | pool | 64,64 | pool | 128,128 | pool |
 dense 512 | dense 10, 32×32×3 inputs, float32) is built in Flax and in PyTorch from one set of
@@ -33,9 +33,32 @@ needs ``features_in_step`` to divide H·W while it flips C·H·W features, so 16
 impossible on 32×32×3: it runs ``features_in_step=128`` (24 steps) against jaxattr's
 ``region=1, steps=24``.
 
+AttnLRP and CP-LRP (rows ``attn_lrp``, ``cp_lrp``) are timed against LXT (Achtibat et al.'s
+reference implementation) on a small ViT instead (``tests/peers/_lxt_twins.py``: ``--vit-image``
+NHWC RGB images cut into ``--vit-patch`` squares, a cls token, ``--vit-blocks`` pre-norm blocks
+of ``--vit-heads``-head attention and a GELU MLP of width ``--vit-mlp``, dimension ``--vit-dim``,
+mean pooling, 10 classes; batch ``--vit-batch``; defaults 16×16×3, 4×4 → 16 tokens + cls, 64, 4
+heads, 128, 2 blocks, batch 64): jaxattr's ``LRP(composites.attn_lrp(1e-6))`` (``cp_lrp``) of
+the Flax model against its torch twin written with ``lxt.explicit.functional``, every ε 1e-6,
+weights converted once. LXT runs at its fastest documented setting without Hugging Face: the
+explicit functional rules (plain functions, no modules: nothing to put in eval mode), autograd
+on (its relevance is the backward pass: no ``torch.no_grad``), its ``inplace=True`` backward for
+``add2`` and ``matmul``, and torch's threads the faster of 1 and ``--threads`` (timed before
+the race, in interleaved rounds: ``threads_seconds`` on LXT's line, the choice in
+``peer_setting``; its many small elementwise kernels can run 5× slower on 2 threads than on 1
+on a busy 2-core machine). LXT's faster
+``lxt.efficient`` path (monkey patches whose relevance is gradient × input; CP-LRP only for
+torchvision's ViT) cannot be timed: importing it imports ``transformers`` (every model it
+patches), not a dependency here. LXT has no explicit CP-LRP;
+the twin's is LXT's rules with the queries and keys detached and ``A·V`` as the ε-rule of
+``V -> A·V`` (see ``_lxt_twins.Twin``). The two sides are checked equal before timing
+(``max_rel_diff``) at ε = 1e-10, where their stabilisers agree (``z + ε`` in LXT,
+``z + ε·sign(z)`` in jaxattr); at the timed ε = 1e-6 the difference the stabilisers make on the
+ViT's near-cancelling sums is reported too (``max_rel_diff_timed``, ~5e-3).
+
 Prints one JSON object per line (DESIGN §7)::
 
-    {"tool": "jaxattr"|"captum"|"zennit"|"quantus", "what": ..., "batch": N, "seconds": s,
+    {"tool": "jaxattr"|"captum"|"zennit"|"quantus"|"lxt", "what": ..., "batch": N, "seconds": s,
      "images_per_s": r, "compile_seconds": c, "load_avg": [1, 5, 15 min], ...}
 
 (the jaxattr line of a pair also has ``vs_peer`` and ``vs_peer_iqr``, and ``peer_setting``
@@ -55,6 +78,7 @@ import os
 import pathlib
 import platform
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -69,10 +93,20 @@ TARGETS = {
     "lrp.epsilon_plus": 2.0, "lrp.epsilon_plus_flat": 2.0, "lrp.epsilon_alpha2_beta1": 2.0,
     "lrp.epsilon_gamma_box": 3.0,
     "region_perturbation_16": 1.0, "pixel_flipping_24": 2.0,
+    "attn_lrp": 1.5,  # issue 21, against LXT on the ViT
 }
 
 #: the network of the DeepLIFT rows (see the module docstring)
 DL_NETWORK = "paper_cnn, conv biases <= 0, torch: Clone before each max pool"
+#: the network of the LXT rows
+VIT_NETWORK = ("vit: {image}x{image}x3, patch {patch}, dim {dim}, {heads} heads, mlp {mlp}, "
+               "{blocks} blocks")
+#: ε of every ε-rule in the LXT rows (LXT's default for linear layers and layer norm)
+VIT_EPS = 1e-6
+#: ε of the LXT rows' equality check: LXT stabilises ``z + ε``, jaxattr ``z + ε·sign(z)``; at
+#: 1e-6 a ViT's near-cancelling sums make them differ by ~5e-3 of the largest attribution, at
+#: 1e-10 they agree to ~1e-6 in float32
+CHECK_EPS = 1e-10
 #: float32 results of the two sides that differ by more than this (relative to the largest
 #: attribution) compute different things: the benchmark stops
 SAME_RTOL = 1e-3
@@ -91,6 +125,13 @@ def main(argv=None):
     parser.add_argument("--ig-chunks", type=int, nargs="*", default=[],
                         help="also time jaxattr's IG at these chunk values (nodes per vmapped "
                              "gradient), in the same rounds as its default")
+    parser.add_argument("--vit-batch", type=int, default=64, help="batch of the LXT (ViT) rows")
+    parser.add_argument("--vit-image", type=int, default=16, help="ViT image side (RGB)")
+    parser.add_argument("--vit-patch", type=int, default=4, help="ViT patch side")
+    parser.add_argument("--vit-dim", type=int, default=64)
+    parser.add_argument("--vit-heads", type=int, default=4)
+    parser.add_argument("--vit-mlp", type=int, default=128)
+    parser.add_argument("--vit-blocks", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="torch device of the peers: cpu, cuda")
     parser.add_argument("--precision", default="float32", choices=("float32", "fast"),
                         help="float32: jaxattr exact, torch TF32 off (cudnn and matmul); fast: the "
@@ -134,9 +175,10 @@ def main(argv=None):
             torch.cuda.synchronize()
         return out
 
-    def jaxattr_fn(method, on=pair):
+    def jaxattr_fn(method, on=pair, x=None, t=None):
         fn = ja.explain(on.apply_fn, method, precision=args.precision)
-        return lambda: jax.block_until_ready(fn(on.variables, xj, tj))
+        x, t = (xj, tj) if x is None else (x, t)
+        return lambda: jax.block_until_ready(fn(on.variables, x, t))
 
     def captum_fn(make, net=model, **kwargs):
         algo = make(net)
@@ -260,15 +302,19 @@ def main(argv=None):
                     extra["peer_setting"] = peers[best[1]][1]
             elif swept:
                 extra["fastest"] = key == best
+            # a function first called before (by same_result) says when it was
+            first_s = extra.pop("first_call_seconds", first[key])
             recs[key] = emit("jaxattr" if side == "ours" else peer_tool, what, batch, med[key],
-                             max(first[key] - med[key], 0.0), load_avg=load, **extra)
+                             max(first_s - med[key], 0.0), load_avg=load, **extra)
         rows.append((what, recs[("ours", next(iter(ours)))], recs[best], load))
 
-    def same_result(what, ours, peer):
+    def same_result(what, ours, peer, nchw=True):
         """Both sides once, before timing: their largest difference relative to the largest
-        attribution (``max_rel_diff``); float32 runs stop when it shows different computations."""
+        attribution (``max_rel_diff``); float32 runs stop when it shows different computations.
+        ``nchw``: the peer's attribution is NCHW (else already laid out as jaxattr's)."""
         a = np.asarray(ours())
-        b = peer().detach().cpu().numpy().transpose(0, 2, 3, 1)
+        b = peer().detach().cpu().numpy()
+        b = b.transpose(0, 2, 3, 1) if nchw else b
         diff = float(np.abs(a - b).max() / np.abs(b).max())
         if args.precision == "float32" and diff > SAME_RTOL:
             raise SystemExit(f"{what}: jaxattr and the peer differ by {diff:.2e} of the largest "
@@ -297,6 +343,71 @@ def main(argv=None):
             continue
         race(what, args.aopc_batch, one(ours), tool, one(make_peer()))
 
+    lxt_rows = [w for w in ("attn_lrp", "cp_lrp") if not args.only or w in args.only]
+    try:
+        import _lxt_twins as L  # imports lxt (pip install --no-deps lxt)
+    except ImportError as err:
+        if args.only and lxt_rows:
+            raise
+        if lxt_rows:
+            print(f"skipped attn_lrp, cp_lrp: {err}", file=sys.stderr)
+        lxt_rows = []
+    if lxt_rows:
+
+        vit = dict(image=args.vit_image, patch=args.vit_patch, dim=args.vit_dim,
+                   heads=args.vit_heads, mlp=args.vit_mlp, blocks=args.vit_blocks)
+        network = VIT_NETWORK.format(**vit)
+        vit_model = L.ViT(args.vit_dim, args.vit_heads, args.vit_mlp, 10,
+                          tokens=(args.vit_image // args.vit_patch) ** 2, blocks=args.vit_blocks,
+                          patch=args.vit_patch)
+        xv = rng.uniform(size=(args.vit_batch, args.vit_image, args.vit_image, 3)).astype(np.float32)
+        vit_vars = L.noisy(vit_model.init(jax.random.key(0), xv[:1]), jax.random.key(1))
+        vit_pair = argparse.Namespace(apply_fn=vit_model.apply, variables=vit_vars)
+        tv = np.asarray(vit_model.apply(vit_vars, xv)).argmax(-1)
+        xvj, tvj = jnp.asarray(xv), jnp.asarray(tv)
+        xvt, tvt = torch.as_tensor(xv).to(args.device), torch.as_tensor(tv).to(args.device)
+
+        def vit_fns(what, eps, threads=args.threads):
+            ours_fn = jaxattr_fn(ja.LRP(getattr(ja.composites, what)(eps)), vit_pair, xvj, tvj)
+            twin = L.Twin(vit_vars, heads=args.vit_heads, patch=args.vit_patch,
+                          dtype=torch.float32, eps=eps, cp=what == "cp_lrp", inplace=True,
+                          device=args.device)
+
+            def peer_fn():
+                torch.set_num_threads(threads)
+                try:
+                    return sync(twin.attribute(xvt, tvt)[1])
+                finally:
+                    torch.set_num_threads(args.threads)
+            return ours_fn, peer_fn
+
+        for what in lxt_rows:
+            # the same computation: at ε = CHECK_EPS the two stabilisers agree (float32 too)
+            diff = same_result(what, *vit_fns(what, CHECK_EPS), nchw=False)
+            ours_fn, peer_fn = vit_fns(what, VIT_EPS)
+            # at the timed ε they differ by the stabiliser, z + ε against z + ε·sign(z)
+            want = peer_fn().cpu().numpy()
+            start = time.perf_counter()
+            got = np.asarray(ours_fn())  # its first call: compiles
+            first_s = time.perf_counter() - start
+            diff_timed = float(np.abs(got - want).max() / np.abs(want).max())
+            # torch's threads: LXT's many small elementwise kernels can lose more to a busy
+            # machine with 2 threads than they gain (5× slower at load 7 on 2 cores). Chosen
+            # before the race, which then runs the faster alone: torch's idle threads spin for a
+            # while after each call and would slow the calls that follow them
+            counts = sorted({1, args.threads})
+            sweep = timed({n: vit_fns(what, VIT_EPS, n)[1] for n in counts},
+                          max(3, args.repeats // 3))
+            threads = min(counts, key=sweep.median.get)
+            setting = {"rules": "lxt.explicit.functional", "inplace": True, "threads": threads}
+            race(what, args.vit_batch,
+                 one(ours_fn, network=network, epsilon=VIT_EPS,
+                     max_rel_diff=float(f"{diff:.3g}"), max_rel_diff_epsilon=CHECK_EPS,
+                     max_rel_diff_timed=float(f"{diff_timed:.3g}"), first_call_seconds=first_s,
+                     peer_setting=setting),
+                 "lxt", one(vit_fns(what, VIT_EPS, threads)[1], **setting, threads_seconds={
+                     str(n): round(sweep.median[n], 5) for n in counts}))
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -304,7 +415,7 @@ def main(argv=None):
     except (OSError, StopIteration):
         pass
     print(f"\n{cpu}, {os.cpu_count()} cores; jax {jax.__version__} ({jax.devices()[0].platform}), "
-          f"torch {torch.__version__} ({args.threads} threads); paper CNN float32; medians of "
+          f"torch {torch.__version__} ({args.threads} threads); paper CNN (LXT rows: the ViT) float32; medians of "
           f"{args.repeats} interleaved calls; load average after each pair in the last column\n")
     print("| what | batch | jaxattr img/s | peer | peer img/s | jaxattr / peer (quartiles) | "
           "target | jaxattr compile s | load avg |")

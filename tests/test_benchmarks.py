@@ -109,3 +109,24 @@ def test_zoo_benchmark_runs():
     assert all(r["ratio_to_jax_grad"] > 0 and r["images_per_s"] > 0 for r in timed)
     # LRP applies to both now: a scan's body and attention have their rules (issues #19, #21)
     assert not [r for r in rows if r.get("applies") is False]
+
+
+def test_peers_benchmark_lxt_rows_run():
+    """``peers.py --only attn_lrp cp_lrp`` at a tiny ViT: both sides checked equal (at ε 1e-10,
+    where LXT's and jaxattr's stabilisers agree) and timed side by side."""
+    for name in ("torch", "torchvision", "captum", "zennit", "quantus", "lxt.explicit.functional"):
+        pytest.importorskip(name, reason="the peers benchmark needs the [peers] extra and lxt")
+    rows = _run("peers", ["--only", "attn_lrp", "cp_lrp", "--batch", "2", "--repeats", "1",
+                          "--vit-batch", "2", "--vit-image", "8", "--vit-dim", "8",
+                          "--vit-heads", "2", "--vit-mlp", "8", "--vit-blocks", "1"])
+    assert [(r["tool"], r["what"]) for r in rows] == [
+        ("jaxattr", "attn_lrp"), ("lxt", "attn_lrp"), ("jaxattr", "cp_lrp"), ("lxt", "cp_lrp")]
+    ours = [r for r in rows if r["tool"] == "jaxattr"]
+    assert all(r["max_rel_diff"] < 1e-4 and r["vs_peer"] > 0 and r["images_per_s"] > 0
+               for r in ours), ours
+    assert all(r["peer_setting"]["rules"] == "lxt.explicit.functional" for r in ours)
+    # LXT at the faster of 1 and --threads (default 2) torch threads, chosen before the race
+    for ours_row, peer in zip(rows[::2], rows[1::2]):
+        assert set(peer["threads_seconds"]) == {"1", "2"}
+        assert ours_row["peer_setting"]["threads"] == peer["threads"] == int(
+            min(peer["threads_seconds"], key=peer["threads_seconds"].get))
