@@ -16,6 +16,7 @@ from . import rules as rules
 from . import weight_norm as weight_norm
 from . import xla as xla
 from .api import attribute as attribute
+from .api import checks_in_traces as checks_in_traces
 from .api import explain as explain
 from .engine import UnsupportedPrimitiveError as UnsupportedPrimitiveError
 from .methods import LRP as LRP
@@ -31,6 +32,6 @@ from .methods import SmoothGrad as SmoothGrad
 
 __version__ = "0.1.0"
 
-__all__ = ["attribute", "explain", "Method", "Gradient", "GradientXInput", "IntegratedGradients",
+__all__ = ["attribute", "explain", "checks_in_traces", "Method", "Gradient", "GradientXInput", "IntegratedGradients",
            "SmoothGrad", "DeconvNet", "GuidedBackprop", "DeepTaylor", "LRP", "DeepLIFT", "rules",
            "composites", "engine", "evaluation", "precision", "weight_norm", "xla", "UnsupportedPrimitiveError"]

@@ -172,18 +172,31 @@ def test_attribute_inside_jit_with_closed_over_inputs(setup):
     assert np.abs(np.asarray(g["w1"])).sum() > 0
 
 
+def test_value_checks_inside_a_trace_are_left_out_by_default(setup):
+    """Without checks_in_traces a user's jit gets no effect (jax's C++ dispatch stays on)."""
+    params, x = setup
+    # a fresh function per trace: jax caches the trace of a function it has seen
+    fn = lambda: (lambda x, t: ja.attribute(mlp, params, x, t))
+    assert not jax.make_jaxpr(fn())(x, 0).effects
+    assert jax.jit(fn())(x.at[0, 0, 0].set(jnp.nan), 0).shape == x.shape  # no crash in the trace
+    with ja.checks_in_traces():
+        assert jax.make_jaxpr(fn())(x, 0).effects
+    assert not jax.make_jaxpr(fn())(x, 0).effects  # the context is left
+
+
 def test_value_checks_inside_a_trace_are_checkify_checks(setup):
     from jax.experimental import checkify
     params, x = setup
     fn = jax.jit(lambda x, t: ja.attribute(mlp, params, x, t))
-    assert fn(x.at[0, 0, 0].set(jnp.nan), 0).shape == x.shape  # no crash in the trace
-    checked = checkify.checkify(fn, errors=checkify.user_checks)
-    err, _ = checked(x.at[0, 0, 0].set(jnp.nan), 0)
-    assert "NaN or Inf" in err.get()
-    err, _ = checked(x, 7)
-    assert "target out of range" in err.get()
-    err, _ = checked(x, 1)
-    assert err.get() is None
+    with ja.checks_in_traces():
+        assert fn(x.at[0, 0, 0].set(jnp.nan), 0).shape == x.shape  # no crash in the trace
+        checked = checkify.checkify(fn, errors=checkify.user_checks)
+        err, _ = checked(x.at[0, 0, 0].set(jnp.nan), 0)
+        assert "NaN or Inf" in err.get()
+        err, _ = checked(x, 7)
+        assert "target out of range" in err.get()
+        err, _ = checked(x, 1)
+        assert err.get() is None
 
 
 def test_target_as_python_int_list_and_numpy(setup):
