@@ -220,6 +220,18 @@ class _AmorimClaims:
             return f"needs ≥ {min_groups} layer groups; the study has {len(self.groups)}"
         return ""
 
+    def _friedman_power(self) -> str:
+        """Why Friedman's test across the decays cannot reject at α with the finished folds, or
+        ``""``. Its statistic is largest, ``n(k − 1)``, when every fold ranks the k decays alike:
+        with too few folds (n = 2 for k = 6) even that gives p ≥ α, so "not significant" would
+        be a verdict on the fold count, not on the paper's claim."""
+        n, k = len(self.study.folds), len(self.decays)
+        p_min = float(scipy_stats.chi2.sf(n * (k - 1), k - 1))
+        if p_min >= stats.ALPHA:
+            return (f"with {n} finished folds and {k} decays Friedman's test cannot reach α = "
+                    f"{stats.ALPHA:g} (smallest attainable p = {p_min:.3f}); needs more folds")
+        return ""
+
     def _settings(self, extra: str) -> str:
         return f"{extra}; {self.study.settings}"
 
@@ -393,7 +405,7 @@ class _AmorimClaims:
         claim = "Regularising all layers changes AOPC significantly (Friedman's test across decays, α = 5 %)"
         source = "§IV-A"
         paper_text = "significant for every method"
-        why = self._missing(groups=[_ALL], methods=1, min_decays=3, min_folds=2)
+        why = self._missing(groups=[_ALL], methods=1, min_decays=3, min_folds=2) or self._friedman_power()
         if why:
             return _untestable(claim, source, paper_text, why)
         table = stats.friedman(self.rows, groups=[_ALL], methods=list(self.methods))  # Holm over these
@@ -409,7 +421,7 @@ class _AmorimClaims:
                  "ones (0.01, 0.05), in all methods, the low ones higher")
         source = "§IV-A"
         paper_text = "in all five methods"
-        why = self._missing(groups=[_ALL], methods=1, min_decays=3, min_folds=2)
+        why = self._missing(groups=[_ALL], methods=1, min_decays=3, min_folds=2) or self._friedman_power()
         if not why and (not set(stats.LOW_DECAYS) & set(self.decays) or not set(stats.HIGH_DECAYS) & set(self.decays)):
             why = "the study needs a low decay (0, 1e-4, 1e-3) and a high one (0.01, 0.05)"
         if why:
@@ -427,7 +439,7 @@ class _AmorimClaims:
         claim = "With random-order perturbation, no decay differs significantly from another"
         source = "§IV-A"
         paper_text = "no significant difference"
-        why = self._missing(groups=[_ALL], min_decays=3, min_folds=2)
+        why = self._missing(groups=[_ALL], min_decays=3, min_folds=2) or self._friedman_power()
         if not why and not self.study.config.random_baseline:
             why = "the study has no random baseline"
         if why:

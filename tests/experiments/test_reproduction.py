@@ -151,3 +151,14 @@ def test_readme_summary_between_markers(tmp_path, documents):
     bullets = [line for line in block.splitlines() if line.lstrip().startswith("- ")]
     assert 5 <= len(bullets) <= 10
     assert all(re.search(r"\*\*(" + "|".join(m.VERDICTS) + r")\*\*", b) for b in bullets[1:] if b.startswith("  "))
+
+
+def test_friedman_rows_wait_for_enough_folds(tmp_path):
+    """With 2 folds and 6 decays Friedman's test cannot reject (smallest p = 0.075): the rows that
+    rest on it say so instead of "does not reproduce" (or a trivial "reproduces" for A12)."""
+    m = _module()
+    study = m.load_study(_study(tmp_path / "two", dict(folds=2)))
+    text = m.write_document(study, [], tmp_path / "docs" / "two.md").read_text()
+    verdicts = _rows(text)
+    assert verdicts["A"][9:12] == ["cannot be tested here"] * 3  # A10, A11, A12
+    assert "smallest attainable p = 0.075" in text
