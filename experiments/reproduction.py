@@ -301,7 +301,7 @@ class _AmorimClaims:
         low = [d for d in stats.LOW_DECAYS if d in self.decays]
         high = [d for d in stats.HIGH_DECAYS if d in self.decays]
         p_low, p_high = self.paper2[list(stats.LOW_DECAYS)].mean(axis=1), self.paper2[list(stats.HIGH_DECAYS)].mean(axis=1)
-        paper_text = (f"mean over λ ∈ {{0, 1e-4, 1e-3}} minus mean over {{0.01, 0.05}}: "
+        paper_text = ("mean over λ ∈ {0, 1e-4, 1e-3} minus mean over {0.01, 0.05}: "
                       + ", ".join(f"{_label(m)} {p_low[m] - p_high[m]:+.3f}" for m in paper.PAPER_METHODS))
         why = self._missing(groups=[_ALL], methods=1)
         if not why and (not low or not high):
@@ -339,7 +339,7 @@ class _AmorimClaims:
                 + f"; λ = {_decay(decays[0])}: random {random[decays[0]]:.3f}, "
                 + ", ".join(f"{_label(m)} {table.loc[m, decays[0]]:.3f}" for m in self.methods))
         verdict = REPRODUCES if hits == total else PARTLY if hits >= total / 2 else DOES_NOT
-        return Claim(claim, source, paper_text, ours, self._settings(f"group A, λ < 0.05"),
+        return Claim(claim, source, paper_text, ours, self._settings("group A, λ < 0.05"),
                      "mean AOPC above the random order's in every (method, λ) cell → reproduces; in at least half → "
                      "partly; else does not", verdict)
 

@@ -265,6 +265,16 @@ class Entry(NamedTuple):
         return _slice_params(self.params, self.batch_params, i), self.x[i:i + 1]
 
 
+def per_example_params(entry: "Entry", params):
+    """``params`` for ``jax.vmap`` over examples of ``x[:, None]``: leaves that carry the batch
+    (``entry.batch_params`` axis 0, e.g. a padding mask) get a length-1 axis per example."""
+    axes = entry.batch_params
+    if axes is None:
+        return params
+    return jax.tree_util.tree_map(lambda ax, a: a if ax is None else a[:, None], axes, params,
+                                  is_leaf=lambda v: v is None)
+
+
 def _slice_params(params, axes, i):
     if axes is None:
         return params

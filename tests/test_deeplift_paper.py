@@ -2,14 +2,14 @@
 functions at tiny size, and the notebook (slow: executed with nbclient)."""
 
 import dataclasses
-import importlib.util
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import scripts  # noqa: E402  (tests/ is on sys.path, see conftest.py)
 
 import jaxattr as ja
 from jaxattr.data.genomics import simulate
@@ -20,13 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _load_experiment():
-    name = "jaxattr_experiments_deeplift_genomics"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / "deeplift_genomics.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return scripts.load("experiments/deeplift_genomics.py")
 
 
 def _random_params(model, x, seed=0, dtype=jnp.float32):

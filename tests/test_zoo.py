@@ -94,9 +94,8 @@ def _program(entry):
         # each example alone (a batch of one), vmapped over the examples: batch == per example
         # and jax.vmap over attribute calls, in one trace
         one = lambda p, xi: _attribute(entry, p, xi, checked)
-        p1 = params if axes is None else jax.tree_util.tree_map(
-            lambda ax, a: a if ax is None else a[:, None], axes, params, is_leaf=lambda v: v is None)
-        out["vmap"] = jax.vmap(one, in_axes=(axes, 0))(p1, x[:, None])
+        out["vmap"] = jax.vmap(one, in_axes=(axes, 0))(Z.per_example_params(entry, params),
+                                                       x[:, None])
         return out
 
     return run

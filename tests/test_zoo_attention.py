@@ -37,9 +37,8 @@ def _program(entry):
     def run(params, x):
         out = {"batch": {n: ja.attribute(entry.fn, params, x, method=m) for n, m in METHODS.items()}}
         one = lambda p, xi: {n: ja.attribute(entry.fn, p, xi, method=m) for n, m in METHODS.items()}
-        p1 = params if axes is None else jax.tree_util.tree_map(
-            lambda ax, a: a if ax is None else a[:, None], axes, params, is_leaf=lambda v: v is None)
-        out["vmap"] = jax.vmap(one, in_axes=(axes, 0))(p1, x[:, None])
+        out["vmap"] = jax.vmap(one, in_axes=(axes, 0))(Z.per_example_params(entry, params),
+                                                       x[:, None])
         out["logits"] = entry.fn(params, x)
         out["reference_logits"] = entry.fn(params, jnp.zeros_like(x))
         return out

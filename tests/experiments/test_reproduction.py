@@ -1,19 +1,17 @@
 """experiments/reproduction.py: the document's structure on a quick-study-shaped folder, on a full grid
 with an unfinished fold, and on small DeepLIFT results (synthetic numbers: no training, a few seconds)."""
-import importlib.util
 import json
-import pathlib
 import re
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import scripts  # noqa: E402  (tests/ is on sys.path, see conftest.py)
+
 from jaxattr.study import paper, runner
 from jaxattr.study.store import METRIC_COLUMNS, RANDOM_METHOD, ResultsStore
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
 ROW = re.compile(r"^\| ([AS])(\d+) \|")
 QUICK = runner.QUICK  # the grid of `jaxattr study --quick`
@@ -21,13 +19,7 @@ FULL = dict(folds=4)  # the paper's grid (the defaults), 4 folds
 
 
 def _module():
-    name = "jaxattr_experiments_reproduction"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / "reproduction.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return scripts.load("experiments/reproduction.py")
 
 
 def _study(path, grid, skip_last_units=0, seed=0):
