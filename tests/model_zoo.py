@@ -36,6 +36,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 DIM, HEADS, MLP, CLASSES, TOKENS, VOCAB, IMAGE = 8, 2, 16, 4, 6, 11, (8, 8, 3)
@@ -263,6 +264,16 @@ class Entry(NamedTuple):
     def example(self, i: int):
         """``(params, x)`` of example ``i`` alone (batch-carrying params sliced too)."""
         return _slice_params(self.params, self.batch_params, i), self.x[i:i + 1]
+
+
+def run_program(name: str, program: Callable, compiler_options=None):
+    """``(entry, results)``: the float64 zoo model ``name`` and ``program(entry)(params, x)``
+    compiled once (``compiler_options``) and run, its results as numpy arrays."""
+    with jax.enable_x64(True):
+        (entry,) = zoo(jnp.float64, [name])
+        lowered = jax.jit(program(entry)).lower(entry.params, entry.x)
+        out = lowered.compile(compiler_options=compiler_options)(entry.params, entry.x)
+        return entry, jax.tree_util.tree_map(np.asarray, out)
 
 
 def per_example_params(entry: "Entry", params):

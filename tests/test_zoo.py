@@ -108,14 +108,10 @@ def zoo_results():
 
     def get(name):
         if name not in cache:
-            with jax.enable_x64(True):
-                (entry,) = Z.zoo(jnp.float64, [name])
-                run = jax.jit(_program(entry)).lower(entry.params, entry.x)
-                out = run.compile(compiler_options=O.FAST_COMPILE)(entry.params, entry.x)
-                out = jax.tree_util.tree_map(np.asarray, out)
-                if name in EAGER:
-                    with jax.disable_jit():  # op by op: the gradient
-                        out["eager"] = np.asarray(ja.attribute(entry.fn, entry.params, entry.x))
+            entry, out = Z.run_program(name, _program, O.FAST_COMPILE)
+            if name in EAGER:
+                with jax.enable_x64(True), jax.disable_jit():  # op by op: the gradient
+                    out["eager"] = np.asarray(ja.attribute(entry.fn, entry.params, entry.x))
             cache[name] = (entry, out)
         return cache[name]
 
