@@ -28,10 +28,11 @@ from .product import HoldScale as HoldScale
 from .product import SignalTakeAll as SignalTakeAll
 from .product import Uniform as Uniform
 from .softmax import Constant as Constant
+from .softmax import DeepLIFTSoftmax as DeepLIFTSoftmax
 from .softmax import SoftmaxTaylor as SoftmaxTaylor
 
 __all__ = ["Rule", "LayerRule", "Term", "Group", "Gradient", "Pass", "Norm", "Epsilon", "ZPlus",
            "AlphaBeta", "Gamma", "Flat", "WSquare", "ZBox", "Guided", "Deconv", "Rescale", "WinnerTakeAll"]
 __all__ += ["DeepLIFTMax", "RevealCancel", "RevealCancelLinear", "DeepLIFTProduct", "HoldScale", "Uniform",
             "SignalTakeAll"]
-__all__ += ["ConstantAttention", "SoftmaxTaylor", "Constant", "PathIntegral"]
+__all__ += ["ConstantAttention", "SoftmaxTaylor", "Constant", "PathIntegral", "DeepLIFTSoftmax"]

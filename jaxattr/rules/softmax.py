@@ -63,3 +63,79 @@ class Constant(Rule):
 
     def backward(self, view, inputs, output, cotangent, reference):
         return tuple(jnp.zeros_like(x) for x in inputs)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepLIFTSoftmax(Rule):
+    """DeepLIFT through a softmax by DeepLIFT's own rules on its primitives (Shrikumar et al.
+    2017): ``s = e · r`` with ``e = exp(z − c)``, ``S = Σ_axis e``, ``r = 1/S`` and one shift
+    ``c`` per row shared by x and the reference (the result does not depend on it; here
+    ``c = logsumexp(z)``, so ``e = s`` and ``S = 1`` at x). Rescale on ``exp``
+    (``m = Δe/Δz``, the secant, ``e`` where ``Δz = 0``), the exact secant of ``1/S``
+    (``m = Δr/ΔS = −1/(S·S₀)``) and §2.3.5's product rule on ``e · r``
+    (``m_e = ½(r + r₀)``, ``m_r = ½(e + e₀)``, summed over the axis):
+
+    .. math::
+
+        m_z = \\frac{Δe}{Δz} \\odot \\Big(\\tfrac{1}{2}(r + r_0)\\, m_s
+              - \\frac{1}{S S_0} \\sum_{\\text{axis}} \\tfrac{1}{2}(e + e_0)\\, m_s\\Big).
+
+    Each rule sums to delta, so the block does, exactly (no quadrature), at the cost of one
+    extra exponential and two sums. Applies to a softmax the engine sees as its primitives
+    (``exp``, the sum, ``div``, its max shift and layout changes) without a mask inside the
+    segment (Flax masks the scores before the softmax: such a mask is outside it); a softmax
+    with a mask between ``exp`` and the sum (``jax.nn.softmax(where=...)``) or written as one
+    custom-derivative call falls back to :class:`~jaxattr.rules.PathIntegral`, exact up to its
+    quadrature. ``ja.DeepLIFT(softmax="rules")`` uses it; the default is the path integral.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxattr as ja
+        >>> f = lambda p, x: jax.nn.softmax(x @ p[0], axis=-1) @ p[1]
+        >>> p, x = (jnp.eye(3), jnp.ones((3, 2))), jnp.array([[1.0, 2.0, 3.0]])
+        >>> C = ja.attribute(f, p, x, jnp.array([1]), method=ja.DeepLIFT(softmax="rules"))
+        >>> bool(jnp.allclose(C.sum(), f(p, x)[0, 1] - f(p, 0 * x)[0, 1]))
+        True
+    """
+
+    kinds = ("softmax",)
+
+    def backward(self, view, inputs, output, cotangent, reference):
+        from .deeplift import _require_reference, reference_value
+        from .path import PathIntegral
+
+        _require_reference(reference, self)
+        denominator = _denominator(view)
+        if denominator is None:  # a mask inside the segment, or one opaque call
+            return PathIntegral().backward(view, inputs, output, cotangent, reference)
+        (z,), z0 = inputs, reference_value(reference[0])
+        s = output
+        # e₀ = exp(z₀ − logsumexp(z)) = s · exp(z₀ − z); where x and x₀ agree the path stays put
+        delta = jnp.where(z == z0, 0.0, z0 - z)
+        e0 = jnp.exp(jnp.log(s) + delta)
+        k = denominator(e0)  # S₀ (S = 1), per element: its row's sum
+        # secant of exp, written without cancellation: (e − e₀)/(z − z₀) = s · expm1(δ)/δ
+        safe = jnp.where(delta == 0, 1.0, delta)
+        m_exp = jnp.where(delta == 0, s, s * jnp.expm1(delta) / safe)
+        g = cotangent
+        g_e = 0.5 * (1.0 + 1.0 / k) * g - denominator(0.5 * (s + e0) * g) / k
+        return (m_exp * g_e,)
+
+
+def _denominator(view):
+    """``w ↦`` the softmax segment's denominator computed from ``w`` in place of ``exp``'s
+    output (the sum over the axis, broadcast back: each element gets its row's sum), or
+    ``None`` when the segment is not ``exp``/sum/``div`` without a mask inside."""
+    seg = view.segment
+    divs = [n for n in seg.nodes if n.prim == "div" and seg.output in n.outs]
+    exps = [n for n in seg.nodes if n.prim == "exp"]
+    if len(divs) != 1 or not exps or any(n.prim == "select_n" for n in seg.nodes):
+        return None
+    div = divs[0]
+    rest = [n for n in seg.nodes if n.prim != "exp" and n is not div]
+
+    def denominator(w):
+        env = {v: w for n in exps for v in n.outs}
+        env[seg.inputs[0]] = jnp.zeros_like(w)  # read only by the unused max shift
+        return view.run(rest, env)[div.ins[1]]
+
+    return denominator

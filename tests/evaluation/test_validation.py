@@ -40,7 +40,7 @@ def curve(**overrides):
         (dict(steps=2.0), TypeError, r"steps must be an int; got 2.0"),
         (dict(relevance=R.at[1, 2, 3, 0].set(jnp.nan)), ValueError, r"relevance contains 1 non-finite values"),
         (dict(x=X.at[0, 0, 0, 0].set(jnp.inf)), ValueError, r"x contains 1 non-finite values \(NaN or Inf\)"),
-        (dict(perturbation="noise"), ValueError, r"perturbation must be one of \('zeros', 'mean', 'uniform', 'blur'\) or a callable .* got 'noise'"),
+        (dict(perturbation="noise"), ValueError, r"perturbation must be one of \('zeros', 'mean', 'channel_mean', 'uniform', 'blur'\), a constant baseline .* or a callable .* got 'noise'"),
         (dict(order="mostrelevant"), ValueError, r"order must be one of \('morf', 'lerf', 'random'\); got 'mostrelevant'"),
         (dict(score="softmax"), ValueError, r"score must be one of \('probability', 'logit', 'accuracy', 'sigmoid'\); got 'softmax'"),
         (dict(target=jnp.array([0, 1, 2])), ValueError, r"target must be None, an int or an integer array of shape \(batch,\) = \(2,\); got \(3,\)"),

@@ -108,7 +108,19 @@ def _softmax_path(s, s0, g, order=64):
     return out
 
 
-def _deeplift_oracle(p, x, x0, t):
+def _softmax_rules(z, z0, g):
+    """DeepLIFT's own rules on ``s = e · (1/S)`` over the last axis, numpy: Rescale's secant on
+    ``exp``, the secant ``−1/(S S₀)`` of ``1/S``, §2.3.5's product rule. The shift is one per
+    row shared by z and z₀, deliberately not jaxattr's (the result does not depend on it)."""
+    c = 0.5 * (z.max(-1, keepdims=True) + z0.max(-1, keepdims=True)) + 0.25
+    e, e0 = np.exp(z - c), np.exp(z0 - c)
+    S, S0 = e.sum(-1, keepdims=True), e0.sum(-1, keepdims=True)
+    m_exp = np.where(z == z0, e, (e - e0) / np.where(z == z0, 1.0, z - z0))
+    g_e = 0.5 * (1 / S + 1 / S0) * g - (0.5 * (e + e0) * g).sum(-1, keepdims=True) / (S * S0)
+    return m_exp * g_e
+
+
+def _deeplift_oracle(p, x, x0, t, softmax=_softmax_path):
     f, f0 = _forward(p, x), _forward(p, x0)
     mean = lambda k: 0.5 * (f[k] + f0[k])
     m_m = p["wc"][:, t].T                                           # (B, D)
@@ -117,7 +129,7 @@ def _deeplift_oracle(p, x, x0, t):
     m_o = (m_h @ p["wo"].T).reshape(f["o"].shape)
     m_a = np.einsum("bqhd,bkhd->bhqk", m_o, mean("v"))              # §2.3.5 over d
     m_v = np.einsum("bhqk,bqhd->bkhd", mean("a"), m_o)              # §2.3.5 over q
-    m_s = _softmax_path(f["s"], f0["s"], m_a)
+    m_s = softmax(f["s"], f0["s"], m_a)
     m_q = np.einsum("bhqk,bkhd->bqhd", m_s, mean("k"))
     m_k = np.einsum("bhqk,bqhd->bkhd", m_s, mean("q"))
     for m, w in ((m_q, p["wq"] / math.sqrt(DH)), (m_k, p["wk"]), (m_v, p["wv"])):
@@ -152,6 +164,41 @@ def test_deeplift_equals_the_paper_and_sums_to_delta():
         check = ja.evaluation.checks.summation_to_delta(_model, params, jnp.asarray(x), got,
                                                          jnp.asarray(x0), jnp.asarray(t))
         assert float(check.error.max()) < 1e-12 * float(np.abs(check.delta).max())
+
+
+def test_deeplift_softmax_rules_equal_numpy_and_sum_to_delta():
+    """``ja.DeepLIFT(softmax="rules")``: DeepLIFT's own rules through the softmax
+    (:class:`ja.rules.DeepLIFTSoftmax`) equal the numpy oracle at 1e-10, sum to delta to
+    rounding, and differ from the path integral's multipliers."""
+    with jax.enable_x64(True):
+        p = _weights()
+        x, x0, t = _data()
+        params = jax.tree_util.tree_map(jnp.asarray, p)
+        got = ja.attribute(_model, params, jnp.asarray(x), jnp.asarray(t),
+                           ja.DeepLIFT(reference=jnp.asarray(x0), softmax="rules"))
+        np.testing.assert_allclose(got, _deeplift_oracle(p, x, x0, t, _softmax_rules), **TOL)
+        check = ja.evaluation.checks.summation_to_delta(_model, params, jnp.asarray(x), got,
+                                                         jnp.asarray(x0), jnp.asarray(t))
+        assert float(check.error.max()) < 1e-12 * float(np.abs(check.delta).max())
+        path = _deeplift_oracle(p, x, x0, t)
+        assert np.abs(np.asarray(got) - path).max() > 1e-6 * np.abs(path).max()
+
+
+def test_deeplift_softmax_rules_fall_back_to_the_path_with_a_mask_inside():
+    """A mask between ``exp`` and the sum (``jax.nn.softmax(where=...)``) is not covered by
+    the primitive rules: the path integral is used there (same result as ``softmax="path"``)."""
+    mask = jnp.array([[True, True, False, True]])
+
+    def f(w, x):
+        return jax.nn.softmax(x @ w, axis=-1, where=mask) @ jnp.arange(8.0).reshape(4, 2)
+
+    with jax.enable_x64(True):
+        w = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4)))
+        x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 3)))
+        rules = ja.attribute(f, w, x, 1, ja.DeepLIFT(softmax="rules"))
+        np.testing.assert_array_equal(rules, ja.attribute(f, w, x, 1, ja.DeepLIFT()))
+    with pytest.raises(ValueError, match="softmax must be 'path' or 'rules'"):
+        ja.DeepLIFT(softmax="taylor")
 
 
 def test_cp_lrp_conserves_without_biases():
