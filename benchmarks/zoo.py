@@ -20,7 +20,7 @@ A rule-based method that does not apply (an operation no rule covers) gets one l
     python benchmarks/zoo.py                  # dim 32, batch 32, 16x16 images, 16 tokens
     python benchmarks/zoo.py --small          # the test sizes, batch 2 (a smoke run)
     python benchmarks/zoo.py --models vit --batch 64 \
-        --methods gradient lrp.attn_lrp lrp.cp_lrp deeplift deeplift.softmax_rules  # issue #21
+        --methods gradient lrp.attn_lrp lrp.cp_lrp deeplift deeplift.softmax_path  # issue #21
     python benchmarks/zoo.py --models lstm gru gru_nnx \
         --methods gradient lrp.epsilon_plus lrp.lstm_signal_take_all deeplift   # recurrent rows
 """
@@ -52,7 +52,7 @@ METHODS = {
     "lrp.cp_lrp": ja.LRP(ja.composites.cp_lrp()),
     "lrp.lstm_signal_take_all": ja.LRP(ja.composites.lstm_signal_take_all()),
     "deeplift": ja.DeepLIFT(),
-    "deeplift.softmax_rules": ja.DeepLIFT(softmax="rules"),
+    "deeplift.softmax_path": ja.DeepLIFT(softmax="path"),
 }
 
 

@@ -27,8 +27,8 @@ import oracle as O  # noqa: E402
 NAMES = ("vit", pytest.param("vit_mean_nnx", marks=pytest.mark.slow), "bert", "gpt")
 METHODS = {"attn_lrp": ja.LRP(ja.composites.attn_lrp(1e-6)),
            "cp_lrp": ja.LRP(ja.composites.cp_lrp(1e-6)),
-           "deeplift": ja.DeepLIFT(reference=0.0),
-           "deeplift_rules": ja.DeepLIFT(reference=0.0, softmax="rules")}
+           "deeplift": ja.DeepLIFT(reference=0.0),  # the softmax by DeepLIFT's rules
+           "deeplift_path": ja.DeepLIFT(reference=0.0, softmax="path")}
 TOL = dict(rtol=1e-10, atol=1e-12)
 
 
@@ -74,7 +74,7 @@ def test_deeplift_sums_to_delta(results, name):
     target = out["logits"].argmax(-1)
     rows = np.arange(Z.BATCH)
     delta = out["logits"][rows, target] - out["reference_logits"][rows, target]
-    for method in ("deeplift", "deeplift_rules"):  # the softmax by its path or by the rules
+    for method in ("deeplift", "deeplift_path"):  # the softmax by the rules or by its path
         total = out["batch"][method].reshape(Z.BATCH, -1).sum(1)
         np.testing.assert_allclose(total, delta, rtol=1e-6, atol=1e-6 * np.abs(delta).max())
         if name != "vit_mean_nnx":  # Flax NNX's attention takes its softmax in float32 (1e-8)

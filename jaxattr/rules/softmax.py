@@ -17,7 +17,8 @@ propagation", ICML): the attention weights are held constant, so no relevance en
 softmax (:class:`Constant`), and ``A·V`` sends all of its relevance to ``V``
 (:class:`~jaxattr.rules.product.ConstantAttention`).
 
-DeepLIFT through a softmax: :class:`jaxattr.rules.path.PathIntegral`.
+DeepLIFT through a softmax: :class:`DeepLIFTSoftmax` (DeepLIFT's rules on its primitives, the
+default) or :class:`jaxattr.rules.path.PathIntegral` (its Jacobian along the path).
 """
 
 from __future__ import annotations
@@ -86,13 +87,14 @@ class DeepLIFTSoftmax(Rule):
     segment (Flax masks the scores before the softmax: such a mask is outside it); a softmax
     with a mask between ``exp`` and the sum (``jax.nn.softmax(where=...)``) or written as one
     custom-derivative call falls back to :class:`~jaxattr.rules.PathIntegral`, exact up to its
-    quadrature. ``ja.DeepLIFT(softmax="rules")`` uses it; the default is the path integral.
+    quadrature. ``ja.DeepLIFT()`` uses it (``softmax="rules"``, the default);
+    ``ja.DeepLIFT(softmax="path")`` takes the path integral everywhere.
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxattr as ja
         >>> f = lambda p, x: jax.nn.softmax(x @ p[0], axis=-1) @ p[1]
         >>> p, x = (jnp.eye(3), jnp.ones((3, 2))), jnp.array([[1.0, 2.0, 3.0]])
-        >>> C = ja.attribute(f, p, x, jnp.array([1]), method=ja.DeepLIFT(softmax="rules"))
+        >>> C = ja.attribute(f, p, x, jnp.array([1]), method=ja.DeepLIFT())
         >>> bool(jnp.allclose(C.sum(), f(p, x)[0, 1] - f(p, 0 * x)[0, 1]))
         True
     """

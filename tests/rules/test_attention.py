@@ -9,8 +9,9 @@ token mean and a linear read-out. The oracles write every rule out by hand:
   ``R_x = x ⊙ (R − s ⊙ ΣR)`` (Prop. 3.1);
 * CP-LRP (Ali et al. 2022): attention weights constant, so ``A·V`` is a linear layer in ``V``;
 * DeepLIFT (Shrikumar et al. 2016/2017): linear layers ``m = W``, the product rule of §2.3.5
-  summed over the contracted axis, and through the softmax its Jacobian averaged along the
-  straight path (numpy: 64 Gauss–Legendre nodes, jaxattr: 16).
+  summed over the contracted axis, and through the softmax either its Jacobian averaged along
+  the straight path (numpy: 64 Gauss–Legendre nodes, jaxattr: 16) or DeepLIFT's own rules on
+  its primitives (Rescale on exp, the secant of 1/S, the product rule).
 """
 
 import math
@@ -159,7 +160,7 @@ def test_deeplift_equals_the_paper_and_sums_to_delta():
         x, x0, t = _data()
         params = jax.tree_util.tree_map(jnp.asarray, p)
         got = ja.attribute(_model, params, jnp.asarray(x), jnp.asarray(t),
-                           ja.DeepLIFT(reference=jnp.asarray(x0)))
+                           ja.DeepLIFT(reference=jnp.asarray(x0), softmax="path"))
         np.testing.assert_allclose(got, _deeplift_oracle(p, x, x0, t), **TOL)
         check = ja.evaluation.checks.summation_to_delta(_model, params, jnp.asarray(x), got,
                                                          jnp.asarray(x0), jnp.asarray(t))
@@ -167,7 +168,7 @@ def test_deeplift_equals_the_paper_and_sums_to_delta():
 
 
 def test_deeplift_softmax_rules_equal_numpy_and_sum_to_delta():
-    """``ja.DeepLIFT(softmax="rules")``: DeepLIFT's own rules through the softmax
+    """``ja.DeepLIFT()`` (``softmax="rules"``): DeepLIFT's own rules through the softmax
     (:class:`ja.rules.DeepLIFTSoftmax`) equal the numpy oracle at 1e-10, sum to delta to
     rounding, and differ from the path integral's multipliers."""
     with jax.enable_x64(True):
@@ -175,7 +176,7 @@ def test_deeplift_softmax_rules_equal_numpy_and_sum_to_delta():
         x, x0, t = _data()
         params = jax.tree_util.tree_map(jnp.asarray, p)
         got = ja.attribute(_model, params, jnp.asarray(x), jnp.asarray(t),
-                           ja.DeepLIFT(reference=jnp.asarray(x0), softmax="rules"))
+                           ja.DeepLIFT(reference=jnp.asarray(x0)))
         np.testing.assert_allclose(got, _deeplift_oracle(p, x, x0, t, _softmax_rules), **TOL)
         check = ja.evaluation.checks.summation_to_delta(_model, params, jnp.asarray(x), got,
                                                          jnp.asarray(x0), jnp.asarray(t))
@@ -196,7 +197,7 @@ def test_deeplift_softmax_rules_fall_back_to_the_path_with_a_mask_inside():
         w = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4)))
         x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 3)))
         rules = ja.attribute(f, w, x, 1, ja.DeepLIFT(softmax="rules"))
-        np.testing.assert_array_equal(rules, ja.attribute(f, w, x, 1, ja.DeepLIFT()))
+        np.testing.assert_array_equal(rules, ja.attribute(f, w, x, 1, ja.DeepLIFT(softmax="path")))
     with pytest.raises(ValueError, match="softmax must be 'path' or 'rules'"):
         ja.DeepLIFT(softmax="taylor")
 
