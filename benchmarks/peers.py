@@ -54,7 +54,11 @@ the twin's is LXT's rules with the queries and keys detached and ``A·V`` as the
 ``V -> A·V`` (see ``_lxt_twins.Twin``). The two sides are checked equal before timing
 (``max_rel_diff``) at ε = 1e-10, where their stabilisers agree (``z + ε`` in LXT,
 ``z + ε·sign(z)`` in jaxattr); at the timed ε = 1e-6 the difference the stabilisers make on the
-ViT's near-cancelling sums is reported too (``max_rel_diff_timed``, ~5e-3).
+ViT's near-cancelling sums is reported too (``max_rel_diff_timed``, ~5e-3). The same rounds
+time the ViT's plain ``jax.grad`` (a ``jax.vjp`` of the target logits, XLA's default options;
+a ``{"tool": "jax", ...}`` line with its own ``vs_peer``): AttnLRP's relevance passes every
+operation the gradient passes, so that ratio bounds what any AttnLRP computed as one backward
+pass can reach on the machine. These rows run ``--vit-repeats`` rounds (default 30).
 
 Prints one JSON object per line (DESIGN §7)::
 
@@ -107,6 +111,9 @@ VIT_EPS = 1e-6
 #: 1e-6 a ViT's near-cancelling sums make them differ by ~5e-3 of the largest attribution, at
 #: 1e-10 they agree to ~1e-6 in float32
 CHECK_EPS = 1e-10
+#: the ``jax.grad`` line of the LXT rows
+REFERENCE = ("plain jax.vjp of the target logit, XLA's default options: not a jaxattr method, "
+             "the bound of one that passes every operation the gradient passes")
 #: float32 results of the two sides that differ by more than this (relative to the largest
 #: attribution) compute different things: the benchmark stops
 SAME_RTOL = 1e-3
@@ -132,6 +139,9 @@ def main(argv=None):
     parser.add_argument("--vit-heads", type=int, default=4)
     parser.add_argument("--vit-mlp", type=int, default=128)
     parser.add_argument("--vit-blocks", type=int, default=2)
+    parser.add_argument("--vit-repeats", type=int, default=30,
+                        help="rounds of the LXT rows (their calls take milliseconds: more rounds "
+                             "than --repeats for the same noise)")
     parser.add_argument("--device", default="cpu", help="torch device of the peers: cpu, cuda")
     parser.add_argument("--precision", default="float32", choices=("float32", "fast"),
                         help="float32: jaxattr exact, torch TF32 off (cudnn and matmul); fast: the "
@@ -278,14 +288,14 @@ def main(argv=None):
         print(json.dumps(rec), flush=True)
         return rec
 
-    def race(what, batch, ours, peer_tool, peers):
+    def race(what, batch, ours, peer_tool, peers, repeats=None):
         """``ours``/``peers``: ``{label: (fn, fields)}``, jaxattr's default setting first. Warm
         every function, then interleave ``repeats`` timed calls of all of them; medians, and the
         speed-up of jaxattr's default as the median (and quartiles) of the per-round ratio peer
         time / jaxattr time, against the peer's fastest setting (smallest median)."""
         fns = {("ours", k): f for k, (f, _) in ours.items()}
         fns.update({("peer", k): f for k, (f, _) in peers.items()})
-        t = timed(fns, args.repeats)
+        t = timed(fns, repeats or args.repeats)
         load = [round(v, 2) for v in os.getloadavg()]
         med, first = t.median, t.first
         best = min((k for k in fns if k[0] == "peer"), key=med.get)
@@ -304,9 +314,11 @@ def main(argv=None):
                 extra["fastest"] = key == best
             # a function first called before (by same_result) says when it was
             first_s = extra.pop("first_call_seconds", first[key])
-            recs[key] = emit("jaxattr" if side == "ours" else peer_tool, what, batch, med[key],
+            tool = extra.pop("tool", "jaxattr") if side == "ours" else peer_tool
+            recs[key] = emit(tool, what, batch, med[key],
                              max(first_s - med[key], 0.0), load_avg=load, **extra)
-        rows.append((what, recs[("ours", next(iter(ours)))], recs[best], load))
+        floor = recs.get(("ours", "jax.grad"))
+        rows.append((what, recs[("ours", next(iter(ours)))], recs[best], load, floor))
 
     def same_result(what, ours, peer, nchw=True):
         """Both sides once, before timing: their largest difference relative to the largest
@@ -367,6 +379,14 @@ def main(argv=None):
         xvj, tvj = jnp.asarray(xv), jnp.asarray(tv)
         xvt, tvt = torch.as_tensor(xv).to(args.device), torch.as_tensor(tv).to(args.device)
 
+        @jax.jit  # XLA's defaults: its fastest setting on this model
+        def plain_grad(variables, x, t):
+            logits, vjp = jax.vjp(lambda v: vit_model.apply(variables, v), x)
+            return vjp(jax.nn.one_hot(t, logits.shape[-1], dtype=logits.dtype))[0]
+
+        def vit_grad():
+            return jax.block_until_ready(plain_grad(vit_vars, xvj, tvj))
+
         def vit_fns(what, eps, threads=args.threads):
             ours_fn = jaxattr_fn(ja.LRP(getattr(ja.composites, what)(eps)), vit_pair, xvj, tvj)
             twin = L.Twin(vit_vars, heads=args.vit_heads, patch=args.vit_patch,
@@ -400,13 +420,18 @@ def main(argv=None):
                           max(3, args.repeats // 3))
             threads = min(counts, key=sweep.median.get)
             setting = {"rules": "lxt.explicit.functional", "inplace": True, "threads": threads}
-            race(what, args.vit_batch,
-                 one(ours_fn, network=network, epsilon=VIT_EPS,
-                     max_rel_diff=float(f"{diff:.3g}"), max_rel_diff_epsilon=CHECK_EPS,
-                     max_rel_diff_timed=float(f"{diff_timed:.3g}"), first_call_seconds=first_s,
-                     peer_setting=setting),
+            ours = one(ours_fn, network=network, epsilon=VIT_EPS,
+                       max_rel_diff=float(f"{diff:.3g}"), max_rel_diff_epsilon=CHECK_EPS,
+                       max_rel_diff_timed=float(f"{diff_timed:.3g}"), first_call_seconds=first_s,
+                       peer_setting=setting)
+            # the model's plain input gradient in the same rounds: AttnLRP passes every
+            # operation the gradient does, so the gradient's vs_peer bounds what it can reach
+            ours["jax.grad"] = (vit_grad, {"tool": "jax", "network": network,
+                                           "reference": REFERENCE})
+            race(what, args.vit_batch, ours,
                  "lxt", one(vit_fns(what, VIT_EPS, threads)[1], **setting, threads_seconds={
-                     str(n): round(sweep.median[n], 5) for n in counts}))
+                     str(n): round(sweep.median[n], 5) for n in counts}),
+                 repeats=args.vit_repeats)
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -416,11 +441,11 @@ def main(argv=None):
         pass
     print(f"\n{cpu}, {os.cpu_count()} cores; jax {jax.__version__} ({jax.devices()[0].platform}), "
           f"torch {torch.__version__} ({args.threads} threads); paper CNN (LXT rows: the ViT) float32; medians of "
-          f"{args.repeats} interleaved calls; load average after each pair in the last column\n")
+          f"{args.repeats} interleaved calls ({args.vit_repeats} for the LXT rows); load average after each pair in the last column\n")
     print("| what | batch | jaxattr img/s | peer | peer img/s | jaxattr / peer (quartiles) | "
           "target | jaxattr compile s | load avg |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for what, a, b, load in rows:
+    for what, a, b, load, _ in rows:
         ratio, (q1, q3) = a["vs_peer"], a["vs_peer_iqr"]
         goal = TARGETS.get(what)
         mark = "" if goal is None else (f"≥ {goal:g}× " + ("✓" if ratio >= goal else "✗"))
@@ -428,6 +453,16 @@ def main(argv=None):
         print(f"| {what} | {a['batch']} | {a['images_per_s']:.1f} | {b['tool']}{setting} | "
               f"{b['images_per_s']:.1f} | {ratio:.2f}× ({q1:.2f}–{q3:.2f}) | {mark} | "
               f"{a['compile_seconds']:.1f} | {load[0]:.1f} |")
+
+    floors = [(what, f) for what, _, _, _, f in rows if f is not None]
+    if floors:
+        print("\nThe ViT's plain `jax.grad` (XLA's defaults) against the same LXT calls, in the "
+              "same rounds: AttnLRP's relevance passes every operation the gradient passes, so "
+              "this bounds what it can reach (CP-LRP skips the attention scores):\n")
+        for what, f in floors:
+            q1, q3 = f["vs_peer_iqr"]
+            print(f"- {what}: jax.grad / LXT = {f['vs_peer']:.2f}× ({q1:.2f}–{q3:.2f})")
+
 
 if __name__ == "__main__":
     main()
