@@ -9,7 +9,8 @@ JSON object per line (DESIGN.md §7):
 steady-state time of one call (images/s counts images or sequences). ``ratio_to_jax_grad`` is
 time over the same model's ``jax.grad`` (a ``jax.vjp`` seeded with the one-hot argmax, as
 jaxattr does), compiled with the options jaxattr compiles attributions with
-(:func:`jaxattr.xla.backward_options`), median and quartiles of the ratio within each
+(:func:`jaxattr.xla.program_options`: YNN fusions off only
+with a convolution), median and quartiles of the ratio within each
 interleaved round; ``cost_vs_plain_jax_grad`` is time over ``jax.grad`` with XLA's defaults.
 Method ``<name>`` is a call of ``ja.explain(fn, method)`` (its input checks included);
 ``<name>@jit`` is the same attribution inside one ``jax.jit`` with the same options, like the
@@ -106,7 +107,8 @@ def _bench(entry, args):
         return vjp(onehot)[0]
 
     plain = jax.jit(grad)
-    tuned = jax.jit(grad, compiler_options=ja.xla.backward_options())
+    options = ja.xla.program_options(fn, params, x)  # what ja.explain compiles this model with
+    tuned = jax.jit(grad, compiler_options=options)
     fns = {"jax.grad": lambda: tuned(params, x), "jax.grad.defaults": lambda: plain(params, x)}
     for name in args.methods:
         why = _applies(entry, METHODS[name])
@@ -117,7 +119,7 @@ def _bench(entry, args):
             continue
         fns[name] = (lambda f: lambda: f(params, x))(ja.explain(fn, METHODS[name]))
         program = jax.jit(lambda p, x_, m=METHODS[name]: ja.attribute(fn, p, x_, method=m),
-                          compiler_options=ja.xla.backward_options())
+                          compiler_options=options)
         fns[name + "@jit"] = (lambda f: lambda: f(params, x))(program)
     t = timed(fns, args.repeats)
     batch = x.shape[0]

@@ -37,7 +37,7 @@ from jax.experimental import checkify
 
 from . import precision as _precision
 from .methods import Gradient, Method
-from .xla import backward_options
+from .xla import backward_options, program_options
 
 Array = jax.Array
 
@@ -261,21 +261,30 @@ def _make_explain(apply_fn: Callable, method: Method, precision: Optional[str] =
     # precision never reuses another's program (jax's own jit cache keys on it too)
     programs: dict = {}
 
-    def programs_for(names: frozenset, resolved: str, checked: bool):
-        if (names, resolved, checked) not in programs:
+    def nested_for(names: frozenset, resolved: str, checked: bool):
+        if ("nested", names, resolved, checked) not in programs:
             static = _with_placeholders(method, names)
-            # Compiler options apply to a top-level program only; inside a user's jit/grad/vmap
-            # the outer program's options hold.
             mode = "checked" if checked else "unchecked"
 
             def nested(params, x, target, key, data):
                 return _program(apply_fn, static, mode, params, x, target, key, data)
 
-            programs[names, resolved, checked] = (
-                jax.jit(functools.partial(_program, apply_fn, static, False),
-                        compiler_options=backward_options()),
-                jax.jit(nested))
-        return programs[names, resolved, checked]
+            programs["nested", names, resolved, checked] = jax.jit(nested)
+        return programs["nested", names, resolved, checked]
+
+    def top_level_for(names: frozenset, resolved: str, params, x):
+        # Compiler options apply to a top-level program only; inside a user's jit/grad/vmap
+        # the outer program's options hold. Chosen once, from the model's first call (whether
+        # it has a convolution does not change with the shapes).
+        if ("top", names, resolved) in programs:
+            return programs["top", names, resolved]
+        program = functools.partial(_program, apply_fn, _with_placeholders(method, names), False)
+        try:
+            options = program_options(apply_fn, params, x)
+        except Exception:  # the model rejects x: the program's checks say how; nothing cached
+            return jax.jit(program, compiler_options=backward_options())
+        programs["top", names, resolved] = jax.jit(program, compiler_options=options)
+        return programs["top", names, resolved]
 
     def fn(params, x, target=None, key=None, **data):
         _check_x(x)
@@ -284,10 +293,12 @@ def _make_explain(apply_fn: Callable, method: Method, precision: Optional[str] =
         if data:
             data = _check_data(method, data)
         resolved = _precision.resolve(precision)  # None: the caller's matmul precision, now
-        top_level, nested = programs_for(frozenset(data), resolved, _CHECKS_IN_TRACES.get())
+        names = frozenset(data)
         with jax.default_matmul_precision(_precision.matmul_precision(resolved)):
             if _in_trace((params, x, target, key, data)):
+                nested = nested_for(names, resolved, _CHECKS_IN_TRACES.get())
                 return nested(params, x, target, key, data)
+            top_level = top_level_for(names, resolved, params, x)
             relevance, status = top_level(params, x, target, key, data)
         status = int(np.asarray(status))  # waits for the program, whose result is read next anyway
         if status:
@@ -371,7 +382,8 @@ def explain(apply_fn: Callable, method: Method = Gradient(),
     ``checkify.debug_check`` s for ``jax.experimental.checkify.checkify(...,
     errors=checkify.user_checks)`` to raise.
     For fully asynchronous dispatch (no wait for the status word), call the function inside a
-    ``jax.jit`` (with ``compiler_options=ja.xla.backward_options()`` for the same program).
+    ``jax.jit`` (with ``compiler_options=ja.xla.program_options(apply_fn, params, x)`` for the
+    same program).
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxattr as ja
