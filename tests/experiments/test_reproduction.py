@@ -22,10 +22,10 @@ def _module():
     return scripts.load("experiments/reproduction.py")
 
 
-def _study(path, grid, skip_last_units=0, seed=0):
+def _study(path, grid, skip_last_units=0, seed=0, random_aopc=lambda unit: 0.1):
     """A study folder with synthetic unit files: AOPC = the paper's value (Tables II-VII) plus a
-    little noise, the random baseline flat, accuracy falling in group A to chance at 0.05 and a
-    little higher than unregularised in group D1."""
+    little noise, the random baseline ``random_aopc(unit)`` (flat), accuracy falling in group A
+    to chance at 0.05 and a little higher than unregularised in group D1."""
     rng = np.random.default_rng(seed)
     config = runner.study_config(**grid)
     store = ResultsStore(path, config)
@@ -35,7 +35,7 @@ def _study(path, grid, skip_last_units=0, seed=0):
         accuracy += rng.normal(0, 0.002)
         rows = []
         for method in config.all_methods:
-            aopc = 0.1 if method == RANDOM_METHOD else paper.paper_value(method, unit.group, unit.decay)
+            aopc = random_aopc(unit) if method == RANDOM_METHOD else paper.paper_value(method, unit.group, unit.decay)
             row = {c: rng.random() for c in METRIC_COLUMNS}
             row.update(method=method, accuracy=accuracy, aopc=aopc + rng.normal(0, 0.001))
             rows.append(dict(row, **unit.as_dict()))
@@ -154,3 +154,21 @@ def test_friedman_rows_wait_for_enough_folds(tmp_path):
     verdicts = _rows(text)
     assert verdicts["A"][9:12] == ["cannot be tested here"] * 3  # A10, A11, A12
     assert "smallest attainable p = 0.075" in text
+
+
+@pytest.mark.parametrize("working, verdict", [(lambda d: 0.1, "partly"),
+                                              (lambda d: 0.1 + 3 * d, "does not reproduce")])
+def test_random_baseline_with_collapsed_models(tmp_path, working, verdict):
+    """A collapsed model (λ = 0.05: constant output, as in the paper's own Table II) loses nothing
+    under any order, so Friedman over all decays rejects whatever the working models do. A12
+    says so: "partly" when the decays whose models work do not differ, "does not" when they do."""
+    m = _module()
+
+    def random_aopc(unit):
+        return 1e-4 * unit.fold if unit.decay == 0.05 else working(unit.decay)
+
+    study = m.load_study(_study(tmp_path / "s", dict(folds=6), random_aopc=random_aopc))
+    text = m.write_document(study, [], tmp_path / "docs" / "s.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| A12 |"))
+    assert "without the collapsed λ = 0.05" in row and "over 5 decays" in row
+    assert _rows(text)["A"][11] == verdict
