@@ -281,8 +281,8 @@ def _make_explain(apply_fn: Callable, method: Method, precision: Optional[str] =
         program = functools.partial(_program, apply_fn, _with_placeholders(method, names), False)
         try:
             options = program_options(apply_fn, params, x)
-        except Exception:  # the model rejects x: the program's checks say how; nothing cached
-            return jax.jit(program, compiler_options=backward_options())
+        except Exception:  # the model rejects x: the program's own checks say how
+            options = backward_options()
         programs["top", names, resolved] = jax.jit(program, compiler_options=options)
         return programs["top", names, resolved]
 

@@ -76,7 +76,8 @@ def test_program_options_turn_ynn_off_only_for_convolutions(monkeypatch):
 
 def test_explain_compiles_with_the_models_options(monkeypatch):
     """``ja.explain`` asks once per program, from the model's first call; a model that rejects
-    ``x`` still gets its clear error (the options' trace does not preempt it)."""
+    ``x`` still gets its clear error (the options' trace does not preempt it), and the next
+    good call runs (with the options for a convolution: only a speed choice)."""
     seen = []
     real = ja.api.program_options
     monkeypatch.setattr(ja.api, "program_options",
@@ -88,5 +89,8 @@ def test_explain_compiles_with_the_models_options(monkeypatch):
         explain = ja.explain(model, ja.GradientXInput())
         explain(w, x), explain(w, x + 1.0)
     assert seen == [xla.CPU_BACKWARD_OPTIONS, {}]
+    explain = ja.explain(conv_model, ja.Gradient())
     with pytest.raises((TypeError, ValueError), match="model"):
-        ja.explain(conv_model, ja.Gradient())(w, jnp.ones((2, 5, 5, 3)))
+        explain(w, jnp.ones((2, 5, 5, 3)))
+    np.testing.assert_allclose(explain(w, x), ja.explain(conv_model, ja.GradientXInput())(w, x) / x,
+                               rtol=1e-6)
