@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from .layer import make_view
 from .segment import Segment
@@ -44,6 +45,13 @@ def bind_rule(rule, segment: Segment, inputs: Sequence, consts: Sequence, refere
               probe: Any = None):
     """``segment``'s forward with ``rule.backward`` as its VJP (zero cotangent for constants).
 
+    An input the rule sends no relevance to (``None`` in what ``rule.backward`` returns: a
+    normalising scale held constant, a gate, CP-LRP's attention weights) gets a *symbolic* zero,
+    and a segment reached by nothing but symbolic zeros does not run its rule: JAX then skips
+    the backward of whatever feeds only such inputs (LayerNorm's statistics under AttnLRP, the
+    attention scores under CP-LRP, an LSTM's gates under signal-take-all), which would compute
+    zeros at full cost.
+
     ``probe`` (optional, a float array of shape ``(2,)`` that the forward ignores) receives as its
     cotangent ``(ΣR_out − ΣR_in, ΣR_out)``: what the rule absorbed and what reached the segment
     (summed over every element; see :func:`jaxattr.engine.ledger`)."""
@@ -52,24 +60,36 @@ def bind_rule(rule, segment: Segment, inputs: Sequence, consts: Sequence, refere
         return make_view(segment, cs).fn(*xs)
 
     def fwd(xs, cs, ref, probe):
+        xs, cs, ref, probe = jax.tree_util.tree_map(lambda p: p.value, (xs, cs, ref, probe),
+                                                    is_leaf=_is_primal)
         out = forward(xs, cs, ref, probe)
         return out, (xs, cs, ref, out, probe)
 
     def bwd(res, ct):
         xs, cs, ref, out, probe = res
+        if isinstance(ct, SymbolicZero):  # no relevance reached the segment: none leaves it
+            # the rule is still traced, for its errors (a rule on the wrong segment); XLA drops
+            # the unused result
+            rule.backward(make_view(segment, cs), xs, out, jnp.zeros_like(out), ref)
+            return (None,) * len(xs), None, None, None
         cts = rule.backward(make_view(segment, cs), xs, out, ct, ref)
-        cts = tuple(jnp.asarray(c, dtype=x.dtype).reshape(x.shape) for c, x in zip(cts, xs))
+        cts = tuple(None if c is None else jnp.asarray(c, dtype=x.dtype).reshape(x.shape)
+                    for c, x in zip(cts, xs))
         if probe is None:
             probe_ct = None
         else:
             total = lambda v: jnp.sum(jnp.asarray(v, dtype=probe.dtype))
             arrived = total(ct)
-            probe_ct = jnp.stack([arrived - sum(total(c) for c in cts), arrived])
+            probe_ct = jnp.stack([arrived - sum(total(c) for c in cts if c is not None), arrived])
         return cts, _zeros_like(cs), _zeros_like(ref), probe_ct
 
     f = jax.custom_vjp(forward)
-    f.defvjp(fwd, bwd)
+    f.defvjp(fwd, bwd, symbolic_zeros=True)
     return f(tuple(inputs), tuple(consts), reference, probe)
+
+
+def _is_primal(v) -> bool:
+    return isinstance(v, CustomVJPPrimal)
 
 
 def run(graph: Graph, assignment: Mapping[Segment, Any], leaves: Sequence,

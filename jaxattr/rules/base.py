@@ -27,7 +27,12 @@ __all__ = ["ID", "NONE", "Gradient", "Group", "LayerRule", "Norm", "Pass", "Rule
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-    """Base class: subclasses implement :meth:`backward`."""
+    """Base class: subclasses implement :meth:`backward`.
+
+    ``backward(view, inputs, output, cotangent, reference)`` returns one relevance (or
+    multiplier) per input, or ``None`` for an input that receives none: the engine passes it on
+    as a symbolic zero, so nothing upstream of only such inputs is computed (see
+    :func:`jaxattr.engine.rewrite.bind_rule`)."""
 
     #: segment kinds this rule may be attached to (checked when a composite assigns it)
     kinds = ("dense", "conv", "activation", "maxpool", "sum", "scale")

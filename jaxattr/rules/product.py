@@ -55,13 +55,23 @@ from .deeplift import _require_reference, reference_value
 
 
 def _split(view, inputs, output, cotangent, epsilon, shares):
-    """``share_i · x_i ⊙ J_iᵀ(R ⊘ stab(y))`` for each input ``i`` (``share 0``: nothing): the
-    ε-rule over the products that a contraction sums, each product's relevance split by
-    ``shares``."""
+    """``share_i · x_i ⊙ J_iᵀ(R ⊘ stab(y))`` for each input ``i`` (``share 0``: nothing, a
+    symbolic zero): the ε-rule over the products that a contraction sums, each product's
+    relevance split by ``shares``."""
     scaled = safe_div(cotangent, stabilize(output, epsilon))
-    grads = jax.vjp(view.fn, *inputs)[1](scaled)
-    return tuple(share * x * g if share else jnp.zeros_like(x)
-                 for share, x, g in zip(shares, inputs, grads))
+    held = [i for i, share in enumerate(shares) if not share]
+    # the products' partial derivatives for the inputs that take relevance only
+    grads = jax.vjp(lambda *free: view.fn(*_with(inputs, free, held)),
+                    *[x for i, x in enumerate(inputs) if i not in held])[1](scaled)
+    grads = iter(grads)
+    return tuple(None if i in held else share * x * next(grads)
+                 for i, (share, x) in enumerate(zip(shares, inputs)))
+
+
+def _with(inputs, free, held):
+    """``inputs`` with the positions not in ``held`` taken from ``free``, in order."""
+    free = iter(free)
+    return [x if i in held else next(free) for i, x in enumerate(inputs)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +120,8 @@ class ConstantAttention(Rule):
                              "Select it with 'attention'.")
         shares = tuple(0.0 if i in held else 1.0 for i in range(len(inputs)))
         if view.segment.elementwise:
-            return tuple(unbroadcast(s * cotangent, x.shape) for s, x in zip(shares, inputs))
+            return tuple(unbroadcast(cotangent, x.shape) if s else None
+                         for s, x in zip(shares, inputs))
         return _split(view, inputs, output, cotangent, self.epsilon, shares)
 
 
@@ -142,7 +153,7 @@ class SignalTakeAll(Rule):
                 f"{view.segment.describe()} has {sum(gates)} gate factors. Select gated products "
                 "only (ja.composites.gated_product) and give other products another rule "
                 "(ja.rules.Uniform()).")
-        return tuple(jax.numpy.zeros_like(x) if gate else unbroadcast(cotangent, x.shape)
+        return tuple(None if gate else unbroadcast(cotangent, x.shape)  # None: no relevance
                      for x, gate in zip(inputs, gates))
 
 
@@ -188,4 +199,4 @@ class HoldScale(Rule):
 
     def backward(self, view, inputs, output, cotangent, reference):
         signal, scale = inputs
-        return (unbroadcast(cotangent, signal.shape), jax.numpy.zeros_like(scale))
+        return (unbroadcast(cotangent, signal.shape), None)  # None: no relevance
