@@ -47,7 +47,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 
 from .base import Rule, unbroadcast
 from .terms import safe_div, stabilize

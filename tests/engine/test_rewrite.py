@@ -1,7 +1,6 @@
 """The interpreter's backward (``jaxattr.engine.rewrite.bind_rule``): an input a rule sends no
 relevance to is a symbolic zero, and nothing that feeds only such inputs is computed."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
