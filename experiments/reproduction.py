@@ -883,9 +883,11 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def claims_table(claims: Sequence[Claim], prefix: str) -> str:
+def claims_table(claims: Sequence[Claim], prefix: str, numbers: Sequence[int] | None = None) -> str:
+    """The claims as a Markdown table, rows numbered ``prefix`` 1, 2, … (or ``numbers``)."""
     lines = ["| " + " | ".join(CLAIM_COLUMNS) + " |", "|" + "---|" * len(CLAIM_COLUMNS)]
-    for i, c in enumerate(claims, start=1):
+    numbers = range(1, len(claims) + 1) if numbers is None else numbers
+    for i, c in zip(numbers, claims):
         cells = [f"{prefix}{i}", c.claim, c.source, c.paper, c.ours, c.settings, c.criterion, f"**{c.verdict}**"]
         lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
     return "\n".join(lines)
@@ -945,6 +947,49 @@ def _motif_detail(runs: list[dict]) -> list[str]:
     return lines
 
 
+def setting_difference(study: Study, variant: Study) -> str:
+    """What ``variant``'s configuration changes against ``study``'s, e.g. ``"zeros fill (main
+    study: uniform)"``; grids (groups, decays, methods) that differ are named too."""
+    parts = []
+    for name in ("perturbation", "training"):
+        ours, theirs = getattr(study.config, name), getattr(variant.config, name)
+        for key in sorted(set(ours) | set(theirs)):
+            if ours.get(key) != theirs.get(key):
+                value = theirs.get(key, "–")
+                label = f"{value} fill" if key == "perturbation" else f"{key} {value}"
+                parts.append(f"{label} (main study: {ours.get(key, '–')})")
+    for name in ("groups", "decays"):
+        ours, theirs = tuple(getattr(study.config, name)), tuple(getattr(variant.config, name))
+        if ours != theirs:
+            shown = ", ".join(_decay(float(v)) if name == "decays" else str(v) for v in theirs)
+            parts.append(f"{name} {shown} only")
+    return "; ".join(parts) or "the same settings"
+
+
+def variant_claims(variant: Study) -> tuple[list[int], list[Claim]]:
+    """The Amorim claims ``variant`` can test, with their row numbers in the main table."""
+    rows = [(i, c) for i, c in enumerate(_AmorimClaims(variant).claims(), start=1) if c.verdict != UNTESTABLE]
+    return [i for i, _ in rows], [c for _, c in rows]
+
+
+def _variant_section(study: Study, variant: Study, main_claims: Sequence[Claim]) -> list[str]:
+    numbers, claims = variant_claims(variant)
+    changed = [f"A{i} {main_claims[i - 1].verdict} → **{c.verdict}**"
+               for i, c in zip(numbers, claims) if main_claims[i - 1].verdict != c.verdict]
+    lines = [f"### The same claims with {setting_difference(study, variant)}", "",
+             f"Study folder `{variant.root}`: {variant.settings}. The rows of the table above that this study can "
+             "test, recomputed on it; same seed, data and training as the main study, so where the grids overlap "
+             "the models are the same and only what is listed in the title differs. "
+             + ("The paper (§III-C) *deletes* the most relevant pixels and fills its random perturbation with "
+                "a uniform value, without saying which fill its MoRF curves used; the main study reads both as "
+                "uniform, a study with another fill uses it for the MoRF and the random order alike. "
+                if study.config.perturbation.get("perturbation") != variant.config.perturbation.get("perturbation")
+                else "")
+             + (f"Verdicts that change: {'; '.join(changed)}." if changed else "No verdict changes."), "",
+             claims_table(claims, "A", numbers), ""]
+    return lines
+
+
 def all_claims(study: Study | None, runs: list[dict]) -> tuple[list[Claim], list[Claim]]:
     """The rows of both papers: ``(Amorim et al., Shrikumar et al.)``."""
     amorim = _AmorimClaims(study).claims() if study is not None else [
@@ -954,10 +999,12 @@ def all_claims(study: Study | None, runs: list[dict]) -> tuple[list[Claim], list
 
 def write_document(study: Study | None, runs: list[dict], out: str | os.PathLike[str],
                    figures: str | os.PathLike[str] | None = None, *, command: str = "",
-                   claims: tuple[list[Claim], list[Claim]] | None = None) -> Path:
+                   claims: tuple[list[Claim], list[Claim]] | None = None,
+                   variants: Sequence[Study] = ()) -> Path:
     """Write the reproduction document to ``out`` and its figures to ``figures`` (default: a folder
     named like ``out`` without its suffix). ``claims``: :func:`all_claims`, computed if not given.
-    Returns ``out``'s path."""
+    ``variants``: studies of the same models under another setting (another fill, say); each
+    gets a section with the claims it can test. Returns ``out``'s path."""
     out = Path(out)
     figures = out.with_suffix("") if figures is None else Path(figures)
     base = out.parent
@@ -988,6 +1035,8 @@ def write_document(study: Study | None, runs: list[dict], out: str | os.PathLike
                 lines += [f"![{title}]({_rel(path, base)})", ""]
         lines += [f"The study's full report (Tables II–VII, tests, curves): `{study.root / 'report.md'}` "
                   f"(`jaxattr report {study.root}`).", ""]
+        for variant in variants:
+            lines += _variant_section(study, variant, amorim)
     # ---- DeepLIFT
     lines += ["## Shrikumar et al., *Not Just a Black Box: Learning Important Features Through Propagating "
               "Activation Differences* (DeepLIFT)", ""]
@@ -1023,13 +1072,19 @@ README_END = "<!-- end of reproduction summary -->"
 
 
 def summary(amorim: Sequence[Claim], deeplift: Sequence[Claim], study: Study | None, runs: list[dict],
-            doc: str) -> str:
-    """The README's few lines: each paper's tally and its headline rows' verdicts."""
+            doc: str, variants: Sequence[Study] = ()) -> str:
+    """The README's few lines: each paper's tally and its headline rows' verdicts (and, per
+    variant study, the verdicts it changes)."""
     folds = study.fold_note if study is not None else "no study"
     size = _deeplift_settings(runs).split(":")[0] + f", {len(runs)} seeds" if runs else "no runs"
     lines = [f"Generated from [{doc}]({doc}) (verdicts computed by stated criteria):", "",
              f"- **Amorim et al. 2020** (digits, not CIFAR-10; {folds}): {_tally(amorim)}."]
     lines += [f"  - A{i} {amorim[i - 1].claim}: **{amorim[i - 1].verdict}**" for i in HEADLINES["A"] if i <= len(amorim)]
+    for variant in variants if study is not None else ():
+        numbers, claims = variant_claims(variant)
+        changed = [f"A{i} **{c.verdict}**" for i, c in zip(numbers, claims) if amorim[i - 1].verdict != c.verdict]
+        lines += [f"  - The same models with {setting_difference(study, variant)}: "
+                  + (", ".join(changed) if changed else "no verdict changes") + "."]
     lines += [f"- **Shrikumar et al., DeepLIFT** ({size}): {_tally(deeplift)}."]
     lines += [f"  - S{i} {deeplift[i - 1].claim}: **{deeplift[i - 1].verdict}**"
               for i in HEADLINES["S"] if i <= len(deeplift)]
@@ -1054,19 +1109,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deeplift", help="a folder holding */genomics.json of experiments/deeplift_genomics.py")
     parser.add_argument("--out", default="docs/reproduction.md")
     parser.add_argument("--figures", default=None, help="figure folder (default: --out without .md)")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="a study folder of the same models under another setting (e.g. jaxattr study "
+                             "--perturbation zeros); repeatable")
     parser.add_argument("--readme", default=None,
                         help="also rewrite the summary between the reproduction markers of this README")
     args = parser.parse_args(argv)
     study = load_study(args.study) if args.study else None
     runs = load_deeplift(args.deeplift) if args.deeplift else []
+    variants = [load_study(v) for v in args.variant]
     command = "python experiments/reproduction.py" + "".join(
         f" --{k} {v}" for k, v in (("study", args.study), ("deeplift", args.deeplift), ("out", args.out)) if v)
+    command += "".join(f" --variant {v}" for v in args.variant)
     claims = all_claims(study, runs)
-    path = write_document(study, runs, args.out, args.figures, command=command, claims=claims)
+    path = write_document(study, runs, args.out, args.figures, command=command, claims=claims,
+                          variants=variants)
     print(f"written {path}")
     if args.readme:
         doc = os.path.relpath(path, Path(args.readme).parent).replace(os.sep, "/")
-        text = summary(*claims, study, runs, doc)
+        text = summary(*claims, study, runs, doc, variants)
         print(f"written {update_readme(args.readme, text)}")
     return 0
 

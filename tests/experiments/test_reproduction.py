@@ -172,3 +172,28 @@ def test_random_baseline_with_collapsed_models(tmp_path, working, verdict):
     row = next(line for line in text.splitlines() if line.startswith("| A12 |"))
     assert "without the collapsed λ = 0.05" in row and "over 5 decays" in row
     assert _rows(text)["A"][11] == verdict
+
+
+def test_variant_study_section_and_summary(tmp_path, documents):
+    """``--variant``: a study of the same models under another setting gets a section with the
+    rows it can test, numbered as in the main table, and the README summary names the verdicts
+    it changes. Here the variant's random order falls with λ (0.1 + 3λ): A12 changes."""
+    m, _, _, full_study = documents
+    variant = m.load_study(_study(tmp_path / "zeros", dict(folds=4, groups=("A",), decays=(0.0, 1e-4, 1e-3, 5e-3, 1e-2),
+                                                           perturbation="zeros"),
+                                  random_aopc=lambda unit: 0.1 + 3 * unit.decay))
+    assert m.setting_difference(full_study, variant) == (
+        "zeros fill (main study: uniform); groups A only; decays 0, 0.0001, 0.001, 0.005, 0.01 only")
+    numbers, claims = m.variant_claims(variant)
+    assert numbers[:3] == [1, 2, 3] and 12 in numbers and 16 not in numbers  # no groups: no Fig. 4 row
+    text = m.write_document(full_study, [], tmp_path / "docs" / "v.md", variants=[variant]).read_text()
+    section = text.split("### The same claims with zeros fill")[1]
+    rows = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| A")]
+    assert rows == [f"| A{i}" for i in numbers]
+    assert "Verdicts that change: A12 reproduces → **does not reproduce**" in section
+    main, deeplift = m.all_claims(full_study, [])
+    lines = m.summary(main, deeplift, full_study, [], "v.md", [variant]).splitlines()
+    (line,) = [line for line in lines if "same models" in line]
+    assert line.startswith("  - The same models with zeros fill (main study: uniform); groups A only; decays 0, "
+                           "0.0001, 0.001, 0.005, 0.01 only: ")
+    assert "A12 **does not reproduce**" in line  # (and A13: the random order now rises with λ)
