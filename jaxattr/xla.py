@@ -76,9 +76,8 @@ def has_convolution(fn: Callable, *args: Any) -> bool:
 def program_options(fn: Callable, *args: Any, backend: str | None = None) -> dict[str, str]:
     """:func:`backward_options` for a program around ``fn(*args)`` (its model, say
     ``apply_fn(params, x)``): YNN fusions off on CPU only where ``fn`` has a convolution."""
-    if backward_options(backend) == {}:  # not CPU, or XLA's defaults asked for: no trace
-        return {}
-    return backward_options(backend, convolution=has_convolution(fn, *args))
+    options = backward_options(backend)  # {}: not CPU, or XLA's defaults asked for: no trace
+    return options if options and has_convolution(fn, *args) else {}
 
 
 def _any_convolution(jaxpr) -> bool:

@@ -58,19 +58,9 @@ def _split(view, inputs, output, cotangent, epsilon, shares):
     symbolic zero): the ε-rule over the products that a contraction sums, each product's
     relevance split by ``shares``."""
     scaled = safe_div(cotangent, stabilize(output, epsilon))
-    held = [i for i, share in enumerate(shares) if not share]
-    # the products' partial derivatives for the inputs that take relevance only
-    grads = jax.vjp(lambda *free: view.fn(*_with(inputs, free, held)),
-                    *[x for i, x in enumerate(inputs) if i not in held])[1](scaled)
-    grads = iter(grads)
-    return tuple(None if i in held else share * x * next(grads)
-                 for i, (share, x) in enumerate(zip(shares, inputs)))
-
-
-def _with(inputs, free, held):
-    """``inputs`` with the positions not in ``held`` taken from ``free``, in order."""
-    free = iter(free)
-    return [x if i in held else next(free) for i, x in enumerate(inputs)]
+    grads = jax.vjp(view.fn, *inputs)[1](scaled)  # a held input's: unused, dropped by XLA
+    return tuple(share * x * g if share else None
+                 for share, x, g in zip(shares, inputs, grads))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,8 +34,7 @@ def test_gate_path_of_signal_take_all_is_not_computed():
     np.testing.assert_allclose(explain(False)(p, x), explain(True)(p, x), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("composite", ["cp_lrp", "attn_lrp"])
-def test_held_inputs_skip_their_backward_on_attention(composite):
+def test_held_inputs_skip_their_backward_on_attention():
     """CP-LRP holds the attention weights: the scores' backward (``QKᵀ`` and the ``A`` side of
     ``AV``) is not computed, so its program has fewer products than AttnLRP's; both keep the
     LayerNorm statistics out (their scale is held by both)."""
