@@ -8,7 +8,7 @@ Every function is compiled first, then timed in interleaved rounds (``--repeats`
 are taken within each round, their median reported (machines here are noisy):
 ``ratio_to_forward`` and ``ratio_to_gradient`` are throughput ratios to the forward pass and to ``jax.grad`` with XLA's
 defaults; ``cost_vs_tuned_gradient`` is time over ``jax.grad`` compiled with
-:func:`jaxattr.xla.program_options` (the plain input gradient as jaxattr compiles it), the
+:func:`jaxattr.xla.backward_options` (the plain input gradient as jaxattr compiles it), the
 measure of the "rule-based methods cost ≤ 1.3× the gradient" goal (``..._iqr``: its quartiles
 over the rounds). ``gflops`` and
 ``flops_vs_gradient`` are XLA's operation counts of the same programs (``cost_analysis``): what
@@ -23,7 +23,7 @@ batch 128), ``overhead_ms`` the median per-round difference.
 Rows ``grad_params.<method>`` (``--grad-params``, default LRP ε+♭ and DeepLIFT) time the
 derivative of an explanation w.r.t. the parameters, as when an explanation is part of a training
 loss (issue #20): ``jax.jit(jax.grad(lambda p: (explain(p, x) ** 2).sum()))``, compiled with
-:func:`jaxattr.xla.program_options`. ``ratio_to_explanation`` is its time over the explanation
+:func:`jaxattr.xla.backward_options`. ``ratio_to_explanation`` is its time over the explanation
 alone (median of the per-round ratios, ``..._iqr`` its quartiles); a second-order program of
 this kind is expected to cost 2–4× its first-order one.
 
@@ -100,7 +100,7 @@ def _run(args) -> None:
     grad_fn = lambda p, x: jax.grad(lambda x: model.apply(p, x)[:, 0].sum())(x)
     plain_grad = jax.jit(grad_fn)
     # the plain gradient under the compiler options jaxattr uses for backward programs
-    options = ja.xla.program_options(model.apply, params, x)  # the CNN's convolutions: YNN off
+    options = ja.xla.backward_options()
     tuned_grad = jax.jit(grad_fn, compiler_options=options)
     fns = {"forward": lambda: forward(params, x), "jax.grad": lambda: plain_grad(params, x),
            "jax.grad+options": lambda: tuned_grad(params, x)}
@@ -148,7 +148,7 @@ def call_overhead(apply_fn, params, x, repeats: int) -> dict:
     """A warm ``ja.explain`` call against the bare compiled program of the same computation."""
     method, target = ja.Gradient(), jnp.zeros(x.shape[0], jnp.int32)
     bare = jax.jit(lambda p, x, t: method.compute(apply_fn, p, x, t, None),
-                   compiler_options=ja.xla.program_options(apply_fn, params, x))
+                   compiler_options=ja.xla.backward_options())
     explain = ja.explain(apply_fn, method)
     t = timed({"bare": lambda: bare(params, x, target),
                "explain": lambda: explain(params, x, target)}, repeats)

@@ -55,7 +55,8 @@ the twin's is LXT's rules with the queries and keys detached and ``A·V`` as the
 (``max_rel_diff``) at ε = 1e-10, where their stabilisers agree (``z + ε`` in LXT,
 ``z + ε·sign(z)`` in jaxattr); at the timed ε = 1e-6 the difference the stabilisers make on the
 ViT's near-cancelling sums is reported too (``max_rel_diff_timed``, ~5e-3). The same rounds
-time the ViT's plain ``jax.grad`` (a ``jax.vjp`` of the target logits, XLA's default options;
+time the ViT's plain ``jax.grad`` (a ``jax.vjp`` of the target logits, compiled with the options
+jaxattr compiles with, :func:`jaxattr.xla.backward_options`, faster here than XLA's defaults;
 a ``{"tool": "jax", ...}`` line with its own ``vs_peer``): AttnLRP's relevance passes every
 operation the gradient passes (its identity rules on GELU and LayerNorm save a little, its
 ε-divisions cost a little), so that ratio is about the most any AttnLRP computed as one backward
@@ -78,6 +79,7 @@ ratios, not images/s. Needs the ``[peers]`` extra.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -113,8 +115,8 @@ VIT_EPS = 1e-6
 #: 1e-10 they agree to ~1e-6 in float32
 CHECK_EPS = 1e-10
 #: the ``jax.grad`` line of the LXT rows
-REFERENCE = ("plain jax.vjp of the target logit, XLA's default options: not a jaxattr method, "
-             "about the bound of one that passes every operation the gradient passes")
+REFERENCE = ("plain jax.vjp of the target logit, jaxattr's compiler options: not a jaxattr "
+             "method, about the bound of one that passes every operation the gradient passes")
 #: float32 results of the two sides that differ by more than this (relative to the largest
 #: attribution) compute different things: the benchmark stops
 SAME_RTOL = 1e-3
@@ -380,7 +382,7 @@ def main(argv=None):
         xvj, tvj = jnp.asarray(xv), jnp.asarray(tv)
         xvt, tvt = torch.as_tensor(xv).to(args.device), torch.as_tensor(tv).to(args.device)
 
-        @jax.jit  # XLA's defaults: its fastest setting on this model
+        @functools.partial(jax.jit, compiler_options=ja.xla.backward_options())
         def plain_grad(variables, x, t):
             logits, vjp = jax.vjp(lambda v: vit_model.apply(variables, v), x)
             return vjp(jax.nn.one_hot(t, logits.shape[-1], dtype=logits.dtype))[0]
@@ -457,9 +459,10 @@ def main(argv=None):
 
     floors = [(what, f) for what, _, _, _, f in rows if f is not None]
     if floors:
-        print("\nThe ViT's plain `jax.grad` (XLA's defaults) against the same LXT calls, in the "
-              "same rounds: AttnLRP's relevance passes every operation the gradient passes, so "
-              "this is about the most it can reach (CP-LRP skips the attention scores):\n")
+        print("\nThe ViT's plain `jax.grad` (jaxattr's compiler options) against the same LXT "
+              "calls, in the same rounds: AttnLRP's relevance passes every operation the "
+              "gradient passes, so this is about the most it can reach (CP-LRP skips the "
+              "attention scores):\n")
         for what, f in floors:
             q1, q3 = f["vs_peer_iqr"]
             print(f"- {what}: jax.grad / LXT = {f['vs_peer']:.2f}× ({q1:.2f}–{q3:.2f})")

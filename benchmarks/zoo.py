@@ -9,9 +9,8 @@ JSON object per line (DESIGN.md §7):
 steady-state time of one call (images/s counts images or sequences). ``ratio_to_jax_grad`` is
 time over the same model's ``jax.grad`` (a ``jax.vjp`` seeded with the one-hot argmax, as
 jaxattr does), compiled with the options jaxattr compiles attributions with
-(:func:`jaxattr.xla.program_options`: YNN fusions off only
-with a convolution), median and quartiles of the ratio within each
-interleaved round; ``cost_vs_plain_jax_grad`` is time over ``jax.grad`` with XLA's defaults.
+(:func:`jaxattr.xla.backward_options`: YNNPACK for matrix products only), median and quartiles
+of the ratio within each interleaved round; ``cost_vs_plain_jax_grad`` is time over ``jax.grad`` with XLA's defaults.
 Method ``<name>`` is a call of ``ja.explain(fn, method)`` (its input checks included);
 ``<name>@jit`` is the same attribution inside one ``jax.jit`` with the same options, like the
 baseline: the cost of the program alone, without the per-call Python work.
@@ -107,7 +106,7 @@ def _bench(entry, args):
         return vjp(onehot)[0]
 
     plain = jax.jit(grad)
-    options = ja.xla.program_options(fn, params, x)  # what ja.explain compiles this model with
+    options = ja.xla.backward_options()  # what ja.explain compiles with
     tuned = jax.jit(grad, compiler_options=options)
     fns = {"jax.grad": lambda: tuned(params, x), "jax.grad.defaults": lambda: plain(params, x)}
     for name in args.methods:

@@ -37,7 +37,7 @@ from jax.experimental import checkify
 
 from . import precision as _precision
 from .methods import Gradient, Method
-from .xla import backward_options, program_options
+from .xla import backward_options
 
 Array = jax.Array
 
@@ -272,18 +272,14 @@ def _make_explain(apply_fn: Callable, method: Method, precision: Optional[str] =
             programs["nested", names, resolved, checked] = jax.jit(nested)
         return programs["nested", names, resolved, checked]
 
-    def top_level_for(names: frozenset, resolved: str, params, x):
+    def top_level_for(names: frozenset, resolved: str):
         # Compiler options apply to a top-level program only; inside a user's jit/grad/vmap
-        # the outer program's options hold. Chosen once, from the model's first call (whether
-        # it has a convolution does not change with the shapes).
-        if ("top", names, resolved) in programs:
-            return programs["top", names, resolved]
-        program = functools.partial(_program, apply_fn, _with_placeholders(method, names), False)
-        try:
-            options = program_options(apply_fn, params, x)
-        except Exception:  # the model rejects x: the program's own checks say how
-            options = backward_options()
-        programs["top", names, resolved] = jax.jit(program, compiler_options=options)
+        # the outer program's options hold.
+        if ("top", names, resolved) not in programs:
+            program = functools.partial(_program, apply_fn, _with_placeholders(method, names),
+                                        False)
+            programs["top", names, resolved] = jax.jit(program,
+                                                       compiler_options=backward_options())
         return programs["top", names, resolved]
 
     def fn(params, x, target=None, key=None, **data):
@@ -298,7 +294,7 @@ def _make_explain(apply_fn: Callable, method: Method, precision: Optional[str] =
             if _in_trace((params, x, target, key, data)):
                 nested = nested_for(names, resolved, _CHECKS_IN_TRACES.get())
                 return nested(params, x, target, key, data)
-            top_level = top_level_for(names, resolved, params, x)
+            top_level = top_level_for(names, resolved)
             relevance, status = top_level(params, x, target, key, data)
         status = int(np.asarray(status))  # waits for the program, whose result is read next anyway
         if status:
@@ -382,7 +378,7 @@ def explain(apply_fn: Callable, method: Method = Gradient(),
     ``checkify.debug_check`` s for ``jax.experimental.checkify.checkify(...,
     errors=checkify.user_checks)`` to raise.
     For fully asynchronous dispatch (no wait for the status word), call the function inside a
-    ``jax.jit`` (with ``compiler_options=ja.xla.program_options(apply_fn, params, x)`` for the
+    ``jax.jit`` (with ``compiler_options=ja.xla.backward_options()`` for the
     same program).
 
     Example:

@@ -1,100 +1,60 @@
 """XLA compiler options for the programs jaxattr compiles that run a backward pass.
 
-On XLA's CPU backend (jax 0.10) convolutions and matrix products are by default handed to
-YNNPACK as one library call each ("individual" YNN fusions). A whole forward pass fuses into
-one YNNPACK graph and runs multi-threaded, but in a program with a backward pass each
-convolution, and each transposed convolution of the backward, is its own YNN fusion, and those
-run on one core. With YNN fusions off the same program runs on XLA's Eigen kernels, which use
-every core: measured on the paper CNN at batch 128 on a 2-core CPU, the input gradient took
-150 ms instead of 260 ms and a CIFAR-10 training step 268 ms instead of 512 ms
-(``benchmarks/attribution.py`` and ``benchmarks/training.py`` report both). Forward-only
-programs (the perturbation curves) keep XLA's defaults, which are faster there.
+On XLA's CPU backend (jax 0.10) convolutions, matrix products, reductions and elementwise
+chains around them are by default handed to YNNPACK as library fusions. A forward pass alone
+fuses into one YNNPACK graph that runs multi-threaded, but in a program with a backward pass
+each convolution, and each transposed convolution of the backward, is its own YNNPACK call,
+and those run on one core; the reduction fusions, for their part, pull elementwise operations
+out of XLA's own fused loops, so that their other operands (masks, stabilisers) are written to
+memory and read back. :data:`CPU_BACKWARD_OPTIONS` hands YNNPACK the matrix products only, one
+call each (``LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT``); convolutions run on XLA's Eigen kernels,
+which use every core, and reductions and elementwise operations in XLA's fused loops.
 
-Programs without a convolution are the other way round: there XLA's defaults are as fast or
-faster. Measured on a 2-core CPU (2026-12-05, ``ja.attribute`` inside ``jax.jit`` with either
-option set, 48 calls each): on a ViT with dense patch embedding, a GPT- and a BERT-style block
-and an LSTM, the gradient took 0.87–0.91× the time with the defaults, DeepLIFT 0.87–0.99×, the
-rule-based methods 0.87–1.04×; on an MLP-Mixer (a patch convolution) the defaults took
-1.19–1.38× as long. :func:`program_options` therefore turns YNN fusions off only for a program
-with a convolution.
+Measured on a 2-core CPU (2026-12-05, ``ja.attribute`` inside ``jax.jit`` under each setting,
+interleaved rounds; time over XLA's defaults, YNNPACK off → these options):
 
-:func:`program_options` is what :func:`jaxattr.explain` / :func:`jaxattr.attribute` compile
-with; :func:`backward_options` is the rule without the program (the training loop, whose
-models are the study's CNNs, passes it). Both are empty on other backends, and when the
+- the paper CNN at batch 128: gradient 0.62 → 0.61, LRP 0.63 → 0.62, DeepLIFT 0.69 → 0.68;
+- the zoo's ViT, BERT, GPT, LSTM and GRU (dim 32, batch 32; gradient, LRP, DeepLIFT):
+  0.87–1.25 → 0.77–1.03 (median 0.95);
+- a ViT with dense patch embedding (``benchmarks/peers.py``'s, batch 64): gradient
+  0.96 → 0.87, AttnLRP 0.93 → 0.91.
+
+One exception: LRP on the zoo's ConvNeXt took 1.25× the defaults' time under either setting
+(its small 16×16 convolutions run faster on YNNPACK: with YNNPACK's individual convolutions
+added, 1.10×, and its gradient 0.92×; on the paper CNN they cost about 1.6×). Forward-only programs (the perturbation curves)
+keep XLA's defaults, which are faster there: the whole forward is one YNNPACK graph.
+
+:func:`backward_options` returns these options on CPU, ``{}`` on other backends and when the
 environment variable ``JAXATTR_XLA_DEFAULTS=1`` is set (then XLA's defaults are used
-everywhere). A ``jax.jit`` *around* a jaxattr call compiles with the outer function's options;
-pass ``compiler_options=jaxattr.xla.program_options(apply_fn, params, x)`` there too.
+everywhere); :func:`jaxattr.explain` / :func:`jaxattr.attribute` and the training step compile
+with them. A ``jax.jit`` *around* a jaxattr call compiles with the outer function's options:
+pass ``compiler_options=jaxattr.xla.backward_options()`` there too.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
 
 import jax
-from jax.extend import core as jcore
 
-__all__ = ["CPU_BACKWARD_OPTIONS", "backward_options", "has_convolution", "program_options"]
+__all__ = ["CPU_BACKWARD_OPTIONS", "backward_options"]
 
-#: Options for CPU programs with a backward pass: no YNNPACK library fusions (an empty list
-#: replaces XLA's default list of fusion types).
-CPU_BACKWARD_OPTIONS: dict[str, str] = {"xla_cpu_experimental_ynn_fusion_type": ""}
+#: Options for CPU programs with a backward pass: matrix products to YNNPACK one call each,
+#: everything else to XLA's own kernels (the list replaces XLA's default list of fusion types).
+CPU_BACKWARD_OPTIONS: dict[str, str] = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
-def backward_options(backend: str | None = None, *, convolution: bool = True) -> dict[str, str]:
+def backward_options(backend: str | None = None) -> dict[str, str]:
     """``compiler_options`` for a jitted program with a backward pass on ``backend``.
 
     Args:
       backend: ``"cpu"``, ``"gpu"``, ...; ``None`` is ``jax.default_backend()``.
-      convolution: whether the program has a convolution (see the module docstring: only then
-        do YNN fusions cost time).
 
     Returns:
-      :data:`CPU_BACKWARD_OPTIONS` on CPU for a program with a convolution, ``{}`` otherwise,
-      elsewhere, or when ``JAXATTR_XLA_DEFAULTS=1``.
+      :data:`CPU_BACKWARD_OPTIONS` on CPU; ``{}`` elsewhere, or when ``JAXATTR_XLA_DEFAULTS=1``.
     """
-    if os.environ.get("JAXATTR_XLA_DEFAULTS", "") not in ("", "0") or not convolution:
+    if os.environ.get("JAXATTR_XLA_DEFAULTS", "") not in ("", "0"):
         return {}
     backend = jax.default_backend() if backend is None else backend
     return dict(CPU_BACKWARD_OPTIONS) if backend == "cpu" else {}
-
-
-def has_convolution(fn: Callable, *args: Any) -> bool:
-    """Whether ``fn(*args)`` runs a convolution (``conv_general_dilated``), in its own jaxpr or
-    in any it calls (``jit``, ``scan``/``cond`` bodies, ``custom_vjp``/``custom_jvp``
-    functions). Traces ``fn`` once, abstractly.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from jaxattr.xla import has_convolution
-        >>> has_convolution(lambda w, x: jnp.tanh(x @ w), jnp.ones((3, 2)), jnp.ones((4, 3)))
-        False
-    """
-    return _any_convolution(jax.make_jaxpr(fn)(*args).jaxpr)
-
-
-def program_options(fn: Callable, *args: Any, backend: str | None = None) -> dict[str, str]:
-    """:func:`backward_options` for a program around ``fn(*args)`` (its model, say
-    ``apply_fn(params, x)``): YNN fusions off on CPU only where ``fn`` has a convolution."""
-    options = backward_options(backend)  # {}: not CPU, or XLA's defaults asked for: no trace
-    return options if options and has_convolution(fn, *args) else {}
-
-
-def _any_convolution(jaxpr) -> bool:
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "conv_general_dilated":
-            return True
-        if any(_any_convolution(inner) for inner in _jaxprs_in(eqn.params.values())):
-            return True
-    return False
-
-
-def _jaxprs_in(values):
-    """The jaxprs among ``values`` (an equation's parameters; cond's branches come as a tuple)."""
-    for value in values:
-        if isinstance(value, jcore.ClosedJaxpr):
-            yield value.jaxpr
-        elif isinstance(value, jcore.Jaxpr):
-            yield value
-        elif isinstance(value, (tuple, list)):
-            yield from _jaxprs_in(value)

@@ -252,6 +252,40 @@ def test_softmax_rule_equals_prop_3_1_with_masks():
             np.testing.assert_allclose(got, want, **TOL)
 
 
+@pytest.mark.parametrize("axis", [-1, 1])
+@pytest.mark.parametrize("written", ["jax.nn.softmax", "max shift not stopped", "unshifted"])
+def test_softmax_rule_on_any_writing_and_axis(written, axis):
+    """The rule on a softmax written three ways, over either axis, equals Prop. 3.1 in numpy at
+    1e-12; where an output underflows to 0 (x far below its row's maximum) the relevance there
+    counts as 0, as ``J_sᵀ(R ⊘ s)`` has it."""
+    softmax = {
+        "jax.nn.softmax": lambda s: jax.nn.softmax(s, axis=axis),
+        "max shift not stopped": lambda s: (lambda e: e / e.sum(axis, keepdims=True))(
+            jnp.exp(s - s.max(axis, keepdims=True))),
+        "unshifted": lambda s: jnp.exp(s) / jnp.exp(s).sum(axis, keepdims=True),
+    }[written]
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(8)
+        f = lambda p, x: softmax(x * p)
+        x = rng.normal(size=(2, 3, 5)) * 3
+        x[0, 1, 2] = x[0, 1, 3] = -800.0  # exp underflows: s = 0 there, exactly
+        from jaxattr.engine import segment, trace
+        from jaxattr.engine.layer import make_view
+        from jaxattr.engine.rewrite import environment
+        x = jnp.asarray(x)
+        graph = trace(f, 1.0, x)
+        (seg,) = [g for g in segment(graph) if g.kind == "softmax"]
+        env = environment(graph, [1.0, x])
+        view = make_view(seg, [env[c] for c in seg.consts()])
+        s = softmax(x)
+        R = jnp.asarray(rng.normal(size=s.shape))
+        (got,) = ja.rules.SoftmaxTaylor().backward(view, (x,), s, R, None)
+        r = np.where(np.asarray(s) == 0, 0.0, np.asarray(R))
+        want = np.asarray(x) * (r - np.asarray(s) * r.sum(axis, keepdims=True))
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        assert float(np.asarray(s)[0, 1, 2]) == 0.0 and float(got[0, 1, 2]) == 0.0
+
+
 def test_path_integral_equals_numpy_and_its_order_converges():
     """PathIntegral on one softmax against the numpy path integral (64 nodes); order 4 is
     visibly off, 16 within 1e-12, and the multipliers sum to delta at every order ≥ 16."""
