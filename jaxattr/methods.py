@@ -31,7 +31,7 @@ from .rules.lrp import AlphaBeta, ZBox
 from .rules.pooling import WinnerTakeAll
 from .rules.path import PathIntegral
 from .rules.softmax import DeepLIFTSoftmax
-from .rules.product import DeepLIFTProduct
+from .rules.product import DeepLIFTNormalise, DeepLIFTProduct
 
 Array = jax.Array
 
@@ -97,8 +97,9 @@ def _require_product_rules(segments, assignment) -> None:
                 f"the {seg.kind} segment {where} has no rule in this composite. Map the segment "
                 f"kind '{seg.kind}' to a rule (for LRP, as the presets do: ja.rules.Uniform() on "
                 "'bilinear', ja.rules.HoldScale() on 'normalise', ja.rules.SoftmaxTaylor() on "
-                "'softmax'; ja.DeepLIFT uses ja.rules.DeepLIFTProduct() on products and "
-                "ja.rules.DeepLIFTSoftmax() on softmaxes). "
+                "'softmax'; ja.DeepLIFT uses ja.rules.DeepLIFTProduct() on products, "
+                "ja.rules.DeepLIFTNormalise() on normalisations and ja.rules.DeepLIFTSoftmax() "
+                "on softmaxes). "
                 f"{works_on_any_model()}")
 
 
@@ -518,8 +519,14 @@ class DeepLIFT(Method):
     * products of two x-dependent tensors (gates, GLUs, attention's ``QKᵀ`` and ``AV``;
       :class:`~jaxattr.rules.DeepLIFTProduct`): the paper's rule (2016, §2.3.5),
       ``m_{x₁} = ½(x₂ + x₂⁰)``, ``m_{x₂} = ½(x₁ + x₁⁰)``, summed over the contracted axis of a
-      matrix product; exact for summation to delta. LayerNorm / RMSNorm are such a product of
-      the centred input and its scale, whose parts (square, mean, rsqrt) get Rescale: exact;
+      matrix product; exact for summation to delta;
+    * LayerNorm / RMSNorm, a product of the centred input ``s`` and its scale ``g`` whose parts
+      (square, mean, rsqrt) get Rescale: ``normalise="scale_first"`` (default,
+      :class:`~jaxattr.rules.DeepLIFTNormalise`) splits ``Δy = g ⊙ Δs + s₀ ⊙ Δg`` (the scale
+      moved first, at the reference's signal), exact and well-conditioned where the reference's
+      scale is ``rsqrt(ε)`` (a zero reference after bias-free layers: ConvNeXt, MLP-Mixer);
+      ``normalise="symmetric"``: §2.3.5's product rule, exact too, but there its
+      contributions run to 1e7–1e8 times the logit's change and in float32 no longer sum to it;
     * a softmax inside the model (attention): DeepLIFT's own rules on its primitives
       (``softmax="rules"``, default; :class:`~jaxattr.rules.DeepLIFTSoftmax`): Rescale on
       ``exp``, the exact secant ``−1/(S·S₀)`` of ``1/S`` and the product rule on ``e · (1/S)``,
@@ -560,6 +567,8 @@ class DeepLIFT(Method):
             activations keep Rescale; see :mod:`jaxattr.rules.deeplift`). RevealCancel evaluates x
             once more and costs a few more transposed products per paired layer.
         maxpool: ``"interpolate"``, ``"gradient"`` or ``"scaled_gradient"`` (see above).
+        softmax: ``"rules"`` or ``"path"`` (see above).
+        normalise: ``"scale_first"`` or ``"symmetric"`` (see above).
         average_references: average the contributions over the K stacked references (as
             DeepSHAP/DeepLiftShap do); then ``Σ C = f_t(x) − mean_k f_t(x₀ᵏ)``. The target is
             fixed from x's own logits when not given.
@@ -584,6 +593,7 @@ class DeepLIFT(Method):
     maxpool: str = "interpolate"
     average_references: bool = False
     softmax: str = "rules"
+    normalise: str = "scale_first"
     data_fields: ClassVar[tuple] = ("reference",)
 
     def __post_init__(self):
@@ -591,6 +601,9 @@ class DeepLIFT(Method):
             raise ValueError(f"DeepLIFT rule must be 'rescale' or 'reveal_cancel', got {self.rule!r}")
         if self.softmax not in ("path", "rules"):
             raise ValueError(f"DeepLIFT softmax must be 'path' or 'rules', got {self.softmax!r}")
+        if self.normalise not in ("scale_first", "symmetric"):
+            raise ValueError("DeepLIFT normalise must be 'scale_first' or 'symmetric', got "
+                             f"{self.normalise!r}")
         if self.maxpool not in MAXPOOL_MODES:
             raise ValueError(f"DeepLIFT maxpool must be one of {MAXPOOL_MODES}, got {self.maxpool!r}")
         ref = self.reference
@@ -616,7 +629,8 @@ class DeepLIFT(Method):
 
     def composite(self):
         maxpool = ("maxpool", DeepLIFTMax(self.maxpool))
-        products = (("bilinear", DeepLIFTProduct()), ("normalise", DeepLIFTProduct()),
+        normalise = DeepLIFTProduct() if self.normalise == "symmetric" else DeepLIFTNormalise()
+        products = (("bilinear", DeepLIFTProduct()), ("normalise", normalise),
                     ("softmax", DeepLIFTSoftmax() if self.softmax == "rules" else PathIntegral()))
         if self.rule == "reveal_cancel":
             return Composite((("linear", RevealCancelLinear()), ("activation", RevealCancel()),

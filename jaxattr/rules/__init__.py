@@ -23,6 +23,7 @@ from .lrp import ZPlus as ZPlus
 from .pooling import WinnerTakeAll as WinnerTakeAll
 from .path import PathIntegral as PathIntegral
 from .product import ConstantAttention as ConstantAttention
+from .product import DeepLIFTNormalise as DeepLIFTNormalise
 from .product import DeepLIFTProduct as DeepLIFTProduct
 from .product import HoldScale as HoldScale
 from .product import SignalTakeAll as SignalTakeAll
@@ -33,6 +34,6 @@ from .softmax import SoftmaxTaylor as SoftmaxTaylor
 
 __all__ = ["Rule", "LayerRule", "Term", "Group", "Gradient", "Pass", "Norm", "Epsilon", "ZPlus",
            "AlphaBeta", "Gamma", "Flat", "WSquare", "ZBox", "Guided", "Deconv", "Rescale", "WinnerTakeAll"]
-__all__ += ["DeepLIFTMax", "RevealCancel", "RevealCancelLinear", "DeepLIFTProduct", "HoldScale", "Uniform",
+__all__ += ["DeepLIFTMax", "RevealCancel", "RevealCancelLinear", "DeepLIFTProduct", "DeepLIFTNormalise", "HoldScale", "Uniform",
             "SignalTakeAll"]
 __all__ += ["ConstantAttention", "SoftmaxTaylor", "Constant", "PathIntegral", "DeepLIFTSoftmax"]

@@ -187,6 +187,56 @@ def test_layer_and_rms_norm_are_normalisations(norm):
         np.testing.assert_allclose(c.sum(1), delta, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("norm", ["layer", "rms"])
+@pytest.mark.parametrize("reference", ["zero", "shifted"])
+def test_deeplift_normalise_multipliers_equal_numpy(norm, reference):
+    """DeepLIFTNormalise on the ``normalise`` segment alone: ``m_s = g ⊙ m_y`` and
+    ``m_g = Σ_axis s₀ ⊙ m_y`` (the scale moved first, at the reference's signal), so that
+    ``m_s Δs + m_g Δg = m_y Δy`` exactly; at the zero reference (``s₀ = 0``) the scale gets
+    nothing. The symmetric split of §2.3.5 gets ``m_s = ½(g + g₀) ⊙ m_y`` on the same segment."""
+    from jaxattr.engine import segment, trace
+    from jaxattr.engine.layer import make_view
+    from jaxattr.engine.rewrite import environment
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(9)
+        x = jnp.asarray(rng.normal(size=(3, 5)))
+        x0 = jnp.zeros_like(x) if reference == "zero" else x + jnp.asarray(rng.normal(size=x.shape))
+        model = _Normed(norm)
+        params = model.init(jax.random.key(1), x)
+        graph = trace(model.apply, params, x)
+        (seg,) = [g for g in segment(graph) if g.kind == "normalise"]
+        leaves = jax.tree_util.tree_leaves(params)
+        env, env0 = environment(graph, leaves + [x]), environment(graph, leaves + [x0])
+        view = make_view(seg, [env[c] for c in seg.consts()])
+        (s, g), (s0, g0) = ([e[v] for v in seg.inputs] for e in (env, env0))
+        y, y0 = env[seg.output], env0[seg.output]
+        m_y = jnp.asarray(rng.normal(size=y.shape))
+        m_s, m_g = ja.rules.DeepLIFTNormalise().backward(view, (s, g), y, m_y, (s0, g0))
+        np.testing.assert_allclose(m_s, np.broadcast_to(g, y.shape) * m_y, **TOL)
+        axes = tuple(i for i, (a, b) in enumerate(zip(g.shape, y.shape)) if a == 1 < b)
+        np.testing.assert_allclose(m_g, np.sum(np.asarray(s0) * m_y, axes, keepdims=True), **TOL)
+        np.testing.assert_allclose((m_s * (s - s0)).sum() + (m_g * (g - g0)).sum(),
+                                   (m_y * (y - y0)).sum(), **TOL)
+        if reference == "zero":
+            assert float(jnp.abs(m_g).max()) == 0.0 and float(jnp.abs(g0).min()) > 100
+        m_sym, _ = ja.rules.DeepLIFTProduct().backward(view, (s, g), y, m_y, (s0, g0))
+        np.testing.assert_allclose(m_sym, 0.5 * np.broadcast_to(g + g0, y.shape) * m_y, **TOL)
+
+
+def test_deeplift_normalise_option():
+    rows = {ja.DeepLIFT(normalise=n): [r.rule for r in ja.engine.audit(
+        _Normed("layer").apply, *_normed_args(), ja.DeepLIFT(normalise=n)) if r.kind == "normalise"]
+        for n in ("scale_first", "symmetric")}
+    assert list(rows.values()) == [["DeepLIFTNormalise()"], ["DeepLIFTProduct()"]]
+    with pytest.raises(ValueError, match="normalise must be 'scale_first' or 'symmetric'"):
+        ja.DeepLIFT(normalise="hold")
+
+
+def _normed_args():
+    x = jnp.ones((2, 5))
+    return _Normed("layer").init(jax.random.key(1), x), x
+
+
 def test_hold_scale_sends_no_relevance_through_the_scale():
     """``y = x ⊙ rsqrt(mean(x²))`` then a linear read-out: with the scale held constant, LRP-0's
     relevance of x is exactly ``x ⊙ s ⊙ w`` (the scale a constant), summing to the logit."""
