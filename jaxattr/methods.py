@@ -316,6 +316,17 @@ class IntegratedGradients(Method):
     batches of 128 and more (measured fastest), more nodes per chunk for smaller batches; on
     other backends 8 nodes.
 
+    **Completeness** (``Σ R = f_t(x) − f_t(x₀)``) holds up to the quadrature's error; check it
+    with :func:`jaxattr.evaluation.checks.summation_to_delta`. It converges slowly where the
+    integrand is nearly singular: a LayerNorm whose input is constant at the baseline (the zero
+    baseline after bias-free layers, as in ConvNeXt or an MLP-Mixer) normalises ``α·h`` to its
+    full size within ``α ≈ √ε/σ(h)`` of the baseline (1e-3 for ε = 1e-6), so nearly all of the
+    change happens before the first node. On the test zoo (float64, zero baseline) the relative
+    completeness error was ≤ 3e-7 on the ViT, BERT, GPT and LSTM, 1e-2 on the ResNet, and
+    0.17–1.6 on ConvNeXt and the MLP-Mixer at 32 *and* at 256 nodes (1e-15 from the baseline
+    0.5). A baseline whose normalised activations are not degenerate (a constant ≠ 0, the data
+    mean) avoids it, and :class:`DeepLIFT` is exact there.
+
     Example:
         >>> import jax.numpy as jnp, jaxattr as ja
         >>> f = lambda p, x: (x ** 2) @ p                        # one logit: x1² + x2²
