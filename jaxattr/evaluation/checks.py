@@ -5,6 +5,9 @@
 * :func:`conservation` — LRP (Bach et al. 2015) and Deep Taylor started from the logit:
   ``Σ_i R_i = f_t(x)`` when no relevance is absorbed (bias-free layers, ε → 0); where the gap
   goes, segment by segment, is what ``ja.engine.ledger`` reports.
+* :func:`batch_independence` — the precondition of every per-example attribution: example
+  ``i``'s logits do not depend on the other examples of the batch (they do under BatchNorm with
+  batch statistics, i.e. a model in training mode).
 
 Both take any relevance array and any pure ``apply_fn(params, x) -> logits``; like the rest of
 :mod:`jaxattr.evaluation` they do not import the attribution engine. Each returns per-example
@@ -27,7 +30,8 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-__all__ = ["SumToDelta", "Conservation", "summation_to_delta", "conservation"]
+__all__ = ["SumToDelta", "Conservation", "summation_to_delta", "conservation",
+           "batch_independence"]
 
 
 class SumToDelta(NamedTuple):
@@ -126,3 +130,34 @@ def conservation(apply_fn: Callable, params: Any, x: jax.Array, relevance: jax.A
     logit = _target_logit(apply_fn(params, x), target)
     total = _per_example_sum(relevance, x)
     return Conservation(total, logit, jnp.abs(total - logit))
+
+
+def batch_independence(apply_fn: Callable, params: Any, x: jax.Array) -> jax.Array:
+    """How much the other examples of the batch move each example's logits: the model is run on
+    ``x`` and on ``x`` with example 0 replaced by a copy of example 1, and the result is the
+    largest change of the logits of examples 1, 2, … relative to the largest logit (a float:
+    0, or float rounding, when the examples are independent).
+
+    Every jaxattr attribution is per example: ``apply_fn(params, x)[i]`` must depend on ``x[i]``
+    alone, as a model in inference mode does. Flax's ``nn.BatchNorm(use_running_average=False)``
+    (training mode) normalises with the batch's statistics, so each example's attribution
+    would then depend on the rest of the batch, silently; this check says so before it matters.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxattr.evaluation.checks import batch_independence
+        >>> x = jnp.arange(6.0).reshape(3, 2)
+        >>> float(batch_independence(lambda p, x: x @ p, jnp.ones((2, 2)), x))
+        0.0
+        >>> float(batch_independence(lambda p, x: (x - x.mean(0)) @ p, jnp.ones((2, 2)), x)) > 0.1
+        True
+    """
+    x = jnp.asarray(x)
+    if x.shape[0] < 2:
+        raise ValueError(f"batch_independence needs a batch of at least 2 examples, got "
+                         f"{x.shape[0]}")
+    apply_fn = jax.jit(apply_fn)
+    y = apply_fn(params, x)
+    y_other = apply_fn(params, x.at[0].set(x[1]))
+    scale = jnp.maximum(jnp.max(jnp.abs(y)), jnp.finfo(y.dtype).tiny)
+    return jnp.max(jnp.abs(y[1:] - y_other[1:])) / scale

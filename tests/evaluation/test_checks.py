@@ -73,3 +73,32 @@ def test_bad_shapes(x64):
         summation_to_delta(mlp, p, x64, jnp.zeros((4, 5)), jnp.zeros(3))
     with pytest.raises(ValueError, match="relevance must have x's shape"):
         conservation(mlp, p, x64, jnp.zeros((5,)))
+
+
+def test_batch_independence_flags_batchnorm_in_training_mode():
+    """BatchNorm with batch statistics couples the examples (each attribution would depend on
+    the rest of the batch); in inference mode, or for any per-example model, the check is 0."""
+    import flax.linen as nn
+
+    from jaxattr.evaluation.checks import batch_independence
+
+    class Net(nn.Module):
+        train: bool
+
+        @nn.compact
+        def __call__(self, x):
+            h = nn.BatchNorm(use_running_average=not self.train)(nn.Dense(6)(x))
+            return nn.Dense(3)(nn.relu(h))
+
+    x = jax.random.normal(jax.random.key(0), (4, 5))
+    variables = Net(False).init(jax.random.key(1), x)
+    train = lambda v, x: Net(True).apply(v, x, mutable=["batch_stats"])[0]
+    assert float(batch_independence(train, variables, x)) > 1e-2
+    assert float(batch_independence(Net(False).apply, variables, x)) < 1e-6
+    assert float(batch_independence(mlp, _params(True), x)) < 1e-6
+    # the attributions it protects: example 0's gradient under training mode moves with the batch
+    g = ja.attribute(train, variables, x, jnp.zeros(4, int))
+    g_alone = ja.attribute(train, variables, x[:2], jnp.zeros(2, int))
+    assert float(jnp.abs(g[0] - g_alone[0]).max()) > 1e-3
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        batch_independence(mlp, _params(True), x[:1])
