@@ -10,7 +10,8 @@ steady-state time of one call (images/s counts images or sequences). ``ratio_to_
 time over the same model's ``jax.grad`` (a ``jax.vjp`` seeded with the one-hot argmax, as
 jaxattr does), compiled with the options jaxattr compiles attributions with
 (:func:`jaxattr.xla.backward_options`: YNNPACK for matrix products only), median and quartiles
-of the ratio within each interleaved round; ``cost_vs_plain_jax_grad`` is time over ``jax.grad`` with XLA's defaults.
+of the ratio within each interleaved round; ``cost_vs_plain_jax_grad`` is time over
+``jax.grad`` with XLA's defaults.
 Method ``<name>`` is a call of ``ja.explain(fn, method)`` (its input checks included);
 ``<name>@jit`` is the same attribution inside one ``jax.jit`` with the same options, like the
 baseline: the cost of the program alone, without the per-call Python work.

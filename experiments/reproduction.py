@@ -972,15 +972,17 @@ def variant_claims(variant: Study) -> tuple[list[int], list[Claim]]:
     return [i for i, _ in rows], [c for _, c in rows]
 
 
-def changed_verdicts(main_claims: Sequence[Claim], variant: Study) -> list[tuple[int, str, str]]:
-    """``(row number, main verdict, variant verdict)`` of the rows whose verdict ``variant`` changes."""
-    return [(i, main_claims[i - 1].verdict, c.verdict) for i, c in zip(*variant_claims(variant))
+def changed_verdicts(main_claims: Sequence[Claim], rows: tuple[list[int], list[Claim]]
+                     ) -> list[tuple[int, str, str]]:
+    """``(row number, main verdict, variant verdict)`` of the rows whose verdict a variant
+    changes; ``rows``: its :func:`variant_claims`."""
+    return [(i, main_claims[i - 1].verdict, c.verdict) for i, c in zip(*rows)
             if main_claims[i - 1].verdict != c.verdict]
 
 
 def _variant_section(study: Study, variant: Study, main_claims: Sequence[Claim]) -> list[str]:
-    numbers, claims = variant_claims(variant)
-    changed = [f"A{i} {old} → **{new}**" for i, old, new in changed_verdicts(main_claims, variant)]
+    numbers, claims = rows = variant_claims(variant)
+    changed = [f"A{i} {old} → **{new}**" for i, old, new in changed_verdicts(main_claims, rows)]
     lines = [f"### The same claims with {setting_difference(study, variant)}", "",
              f"Study folder `{variant.root}`: {variant.settings}. The rows of the table above that this study can "
              "test, recomputed on it; same seed, data and training as the main study, so where the grids overlap "
@@ -1086,7 +1088,7 @@ def summary(amorim: Sequence[Claim], deeplift: Sequence[Claim], study: Study | N
              f"- **Amorim et al. 2020** (digits, not CIFAR-10; {folds}): {_tally(amorim)}."]
     lines += [f"  - A{i} {amorim[i - 1].claim}: **{amorim[i - 1].verdict}**" for i in HEADLINES["A"] if i <= len(amorim)]
     for variant in variants if study is not None else ():
-        changed = [f"A{i} **{new}**" for i, _, new in changed_verdicts(amorim, variant)]
+        changed = [f"A{i} **{new}**" for i, _, new in changed_verdicts(amorim, variant_claims(variant))]
         lines += [f"  - The same models with {setting_difference(study, variant)}: "
                   + (", ".join(changed) if changed else "no verdict changes") + "."]
     lines += [f"- **Shrikumar et al., DeepLIFT** ({size}): {_tally(deeplift)}."]

@@ -21,8 +21,9 @@ interleaved rounds; time over XLA's defaults, YNNPACK off → these options):
 
 One exception: LRP on the zoo's ConvNeXt took 1.25× the defaults' time under either setting
 (its small 16×16 convolutions run faster on YNNPACK: with YNNPACK's individual convolutions
-added, 1.10×, and its gradient 0.92×; on the paper CNN they cost about 1.6×). Forward-only programs (the perturbation curves)
-keep XLA's defaults, which are faster there: the whole forward is one YNNPACK graph.
+added, 1.10×, and its gradient 0.92×; on the paper CNN they cost about 1.6×). Forward-only
+programs (the perturbation curves) keep XLA's defaults, which are faster there: the whole
+forward is one YNNPACK graph.
 
 :func:`backward_options` returns these options on CPU, ``{}`` on other backends and when the
 environment variable ``JAXATTR_XLA_DEFAULTS=1`` is set (then XLA's defaults are used

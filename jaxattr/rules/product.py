@@ -65,6 +65,17 @@ def _split(view, inputs, output, cotangent, epsilon, shares):
                  for share, x, g in zip(shares, inputs, grads))
 
 
+def _partner_multipliers(view, cotangent, inputs, partners):
+    """DeepLIFT multipliers of a bilinear product ``y = f(x₁, x₂)``: ``m_{x₁} = J_{x₁}ᵀ m_y``
+    with ``x₂`` at ``partners[0]`` and ``m_{x₂}`` with ``x₁`` at ``partners[1]``. Exact for
+    summation to delta whenever ``Δy = f(Δx₁, partner₀) + f(partner₁, Δx₂)``, which fixes
+    the partners of a path (:class:`DeepLIFTProduct`, :class:`DeepLIFTNormalise`)."""
+    (x1, x2), (with1, with2) = inputs, partners
+    m1 = jax.vjp(lambda a: view.fn(a, with1), x1)[1](cotangent)[0]
+    m2 = jax.vjp(lambda b: view.fn(with2, b), x2)[1](cotangent)[0]
+    return m1, m2
+
+
 @dataclasses.dataclass(frozen=True)
 class Uniform(Rule):
     """AttnLRP's uniform rule for a product of two tensors (Achtibat et al. 2024, "AttnLRP:
@@ -173,10 +184,7 @@ class DeepLIFTProduct(Rule):
     def backward(self, view, inputs, output, cotangent, reference):
         _require_reference(reference, self)
         (x1, x2), (r1, r2) = inputs, tuple(reference_value(r) for r in reference)
-        mean1, mean2 = 0.5 * (x1 + r1), 0.5 * (x2 + r2)
-        m1 = jax.vjp(lambda a: view.fn(a, mean2), x1)[1](cotangent)[0]
-        m2 = jax.vjp(lambda b: view.fn(mean1, b), x2)[1](cotangent)[0]
-        return m1, m2
+        return _partner_multipliers(view, cotangent, (x1, x2), (0.5 * (x2 + r2), 0.5 * (x1 + r1)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,9 +223,7 @@ class DeepLIFTNormalise(Rule):
     def backward(self, view, inputs, output, cotangent, reference):
         _require_reference(reference, self)
         (signal, scale), (signal0, _) = inputs, tuple(reference_value(r) for r in reference)
-        m_signal = jax.vjp(lambda s: view.fn(s, scale), signal)[1](cotangent)[0]
-        m_scale = jax.vjp(lambda g: view.fn(signal0, g), scale)[1](cotangent)[0]
-        return m_signal, m_scale
+        return _partner_multipliers(view, cotangent, (signal, scale), (scale, signal0))
 
 
 @dataclasses.dataclass(frozen=True)
