@@ -24,7 +24,8 @@ kind          what it matches                                                   
               ``QKᵀ`` and ``AV``); ``held`` lists the operands that are softmax
               outputs (attention weights)
 ``normalise`` such a ``mul`` whose second factor is computed from the first through    none: a
-              a reduction, ``x ⊙ rsqrt(mean(x²) + ε)`` (LayerNorm, RMSNorm);         rule is needed
+              a reduction, ``x ⊙ rsqrt(mean(x²) + ε)`` (LayerNorm, RMSNorm), or a    rule is needed
+              ``div`` of the first by it (``(x − μ) / sqrt(σ² + ε)``, ``x / ‖x‖``);
               inputs ``(signal, scale)``
 ``softmax``   ``exp(z − max z) / Σ exp(z − max z)`` over an axis (``jax.nn.softmax``,    none: a
               Flax attention, masked with ``where=``, the shift stop-gradient'ed or  rule is needed
@@ -144,6 +145,12 @@ class Segment:
                 if is_var(a) and a not in produced and a not in self.inputs and a not in out:
                     out.append(a)
         return tuple(out)
+
+    @property
+    def reciprocal(self) -> bool:
+        """A ``normalise`` segment that divides its signal by the scale (``s / sqrt(σ² + ε)``,
+        ``x / ‖x‖``) instead of multiplying by it."""
+        return self.kind == "normalise" and self.core.prim == "div"
 
     @property
     def elementwise(self) -> bool:
@@ -303,6 +310,10 @@ def _segment_graph(graph: Graph) -> list:
             scaled = _normalised(uniq, producer, graph)
             seg = (Segment("normalise", [node], scaled) if scaled
                    else Segment("bilinear", [node], tuple(uniq)))
+        elif (prim == "div" and len(uniq) == 2 and _broadcast_shape(node, graph)
+              and _normalised(tuple(node.ins), producer, graph) == tuple(node.ins)):
+            # the signal divided by its scale: s / sqrt(var(s) + ε), x / ‖x‖
+            seg = Segment("normalise", [node], tuple(node.ins))
         elif len(uniq) == 1 and _elementwise_shape(node, graph) and _softmax_call(node):
             seg = Segment("softmax", [node], tuple(uniq))
         elif prim in ELEMENTWISE and _elementwise_shape(node, graph) and _elementwise_call(node):

@@ -34,7 +34,8 @@ takes all the relevance, ``R_signal = R_y``, ``R_gate = 0`` (:class:`SignalTakeA
 marks the gate factors, :attr:`jaxattr.engine.Segment.gates`).
 
 **Normalisation** (the engine's ``normalise`` segments, ``y = s ⊙ g(s)`` with ``g`` through a
-reduction: LayerNorm's ``(x − μ) ⊙ rsqrt(σ² + ε)``, RMSNorm): LRP holds the normalising scale
+reduction: LayerNorm's ``(x − μ) ⊙ rsqrt(σ² + ε)``, RMSNorm; or ``y = s / d(s)``:
+``(x − μ) / sqrt(σ² + ε)``, an L2 normalisation ``x / ‖x‖``): LRP holds the normalising scale
 constant, ``R_s = R_y``, ``R_{g} = 0`` (:class:`HoldScale`; the rule of AttnLRP and CP-LRP for
 LayerNorm, Ali et al. 2022, Achtibat et al. 2024); DeepLIFT splits ``Δy`` exactly along the path
 that moves the scale first (:class:`DeepLIFTNormalise`), which stays well-conditioned where the
@@ -63,6 +64,22 @@ def _split(view, inputs, output, cotangent, epsilon, shares):
     grads = jax.vjp(view.fn, *inputs)[1](scaled)  # a held input's: unused, dropped by XLA
     return tuple(share * x * g if share else None
                  for share, x, g in zip(shares, inputs, grads))
+
+
+def _divided_multipliers(view, cotangent, inputs, reference, symmetric: bool):
+    """DeepLIFT multipliers of a normalisation written as a division, ``y = s / d``: the
+    product rules above on ``s ⊙ r`` with ``r = 1/d``, and ``r``'s exact secant
+    ``Δr/Δd = −1/(d d₀)``. The signal's multiplier is ``r̄ = ½(r + r₀)`` (symmetric, §2.3.5) or
+    ``r`` (scale first): the division's own derivative at the harmonic mean of ``d`` and ``d₀``,
+    or at ``d``. The scale's is ``Σ s̃ m_y · (−1/(d d₀))`` with ``s̃ = ½(s + s₀)`` or ``s₀``:
+    the division's derivative in ``d`` at ``d`` (``−s̃/d²``) times ``d/d₀``."""
+    (signal, scale), (signal0, scale0) = inputs, tuple(reference_value(r) for r in reference)
+    if symmetric:
+        partners = (2.0 * scale * scale0 / (scale + scale0), 0.5 * (signal + signal0))
+    else:
+        partners = (scale, signal0)
+    m_signal, m_scale = _partner_multipliers(view, cotangent, (signal, scale), partners)
+    return m_signal, m_scale * (scale / scale0)
 
 
 def _partner_multipliers(view, cotangent, inputs, partners):
@@ -183,6 +200,8 @@ class DeepLIFTProduct(Rule):
 
     def backward(self, view, inputs, output, cotangent, reference):
         _require_reference(reference, self)
+        if view.segment.reciprocal:
+            return _divided_multipliers(view, cotangent, inputs, reference, symmetric=True)
         (x1, x2), (r1, r2) = inputs, tuple(reference_value(r) for r in reference)
         return _partner_multipliers(view, cotangent, (x1, x2), (0.5 * (x2 + r2), 0.5 * (x1 + r1)))
 
@@ -207,7 +226,9 @@ class DeepLIFTNormalise(Rule):
     contributions were 3e7–2e8 times the logit's change, and in float32 their sum missed it by
     0.9–4 times itself; with this split 3–35 times, summing to delta within 3e-7 in float32.
     At ``s₀ = 0`` it is the scale held at x (AttnLRP's and CP-LRP's LayerNorm treatment), here
-    exact. ``ja.DeepLIFT(normalise="symmetric")`` uses §2.3.5's split instead.
+    exact. ``ja.DeepLIFT(normalise="symmetric")`` uses §2.3.5's split instead. A normalisation
+    written as a division, ``y = s / d`` (``(x − μ) / sqrt(σ² + ε)``, ``x / ‖x‖``), is the same
+    split for ``g = 1/d``, with ``g``'s exact secant ``Δg/Δd = −1/(d d₀)``.
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxattr as ja
@@ -222,6 +243,8 @@ class DeepLIFTNormalise(Rule):
 
     def backward(self, view, inputs, output, cotangent, reference):
         _require_reference(reference, self)
+        if view.segment.reciprocal:
+            return _divided_multipliers(view, cotangent, inputs, reference, symmetric=False)
         (signal, scale), (signal0, _) = inputs, tuple(reference_value(r) for r in reference)
         return _partner_multipliers(view, cotangent, (signal, scale), (scale, signal0))
 

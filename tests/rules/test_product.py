@@ -223,6 +223,100 @@ def test_deeplift_normalise_multipliers_equal_numpy(norm, reference):
         np.testing.assert_allclose(m_sym, 0.5 * np.broadcast_to(g + g0, y.shape) * m_y, **TOL)
 
 
+def _by_division(form: str):
+    """A dense layer, a normalisation written as a division (``form``: ``"layer"``,
+    ``(h − μ) / sqrt(σ² + ε)``; ``"l2"``, ``h / ‖h‖``) or, for comparison, with ``rsqrt``
+    (``"layer_rsqrt"``), GELU, a dense head."""
+    def f(p, x):
+        h = x @ p["w1"] + p["b1"]
+        if form == "l2":
+            h = h / jnp.linalg.norm(h, axis=-1, keepdims=True)
+        else:
+            c = h - h.mean(-1, keepdims=True)
+            v = (c * c).mean(-1, keepdims=True)
+            h = c / jnp.sqrt(v + 1e-5) if form == "layer" else c * jax.lax.rsqrt(v + 1e-5)
+        return jax.nn.gelu(h * p["g"]) @ p["w2"] + p["b2"]
+    return f
+
+
+def _division_params():
+    k = jax.random.split(jax.random.key(4), 6)
+    p = dict(w1=jax.random.normal(k[0], (5, 6)), b1=jax.random.normal(k[1], (6,)),
+             g=1 + 0.3 * jax.random.normal(k[2], (6,)), w2=jax.random.normal(k[3], (6, 3)),
+             b2=jax.random.normal(k[4], (3,)))
+    return p, jax.random.normal(k[5], (4, 5))
+
+
+@pytest.mark.parametrize("normalise", ["scale_first", "symmetric"])
+def test_normalisations_written_as_divisions(normalise):
+    """``(h − μ) / sqrt(σ² + ε)`` and ``h / ‖h‖`` are ``normalise`` segments like the ``rsqrt``
+    form: LRP holds the scale (the same relevance as the ``rsqrt`` form, exactly), DeepLIFT sums
+    to delta and equals the ``rsqrt`` form, at the zero and at a shifted reference."""
+    with jax.enable_x64(True):
+        p, x = _division_params()
+        p = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), p)
+        x, t = x.astype(jnp.float64), jnp.array([0, 1, 2, 0])
+        layer, l2, rsqrt = (_by_division(f) for f in ("layer", "l2", "layer_rsqrt"))
+        for f in (layer, l2):
+            rows = ja.engine.audit(f, p, x, ja.LRP(ja.composites.attn_lrp()))
+            assert [r.rule for r in rows if r.kind == "normalise"] == ["HoldScale()"]
+            assert [r.primitive for r in rows if r.kind == "normalise"] == ["div"]
+        for method in (ja.LRP(ja.composites.attn_lrp(0.0)), ja.LRP(ja.composites.cp_lrp())):
+            np.testing.assert_array_equal(ja.attribute(layer, p, x, t, method),
+                                          ja.attribute(rsqrt, p, x, t, method))
+        for ref in (0.0, 0.3):
+            method = ja.DeepLIFT(ref, normalise=normalise)
+            for f in (layer, l2):
+                c = ja.attribute(f, p, x, t, method)
+                delta = (f(p, x) - f(p, jnp.full_like(x, ref)))[jnp.arange(4), t]
+                np.testing.assert_allclose(c.sum(1), delta, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(ja.attribute(layer, p, x, t, method),
+                                       ja.attribute(rsqrt, p, x, t, method), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_deeplift_division_multipliers_equal_numpy(symmetric):
+    """On the ``div`` segment alone, ``y = s / d``: ``m_s = r̃ m_y`` with ``r̃ = 1/d`` (scale
+    first) or ``½(1/d + 1/d₀)`` (symmetric), and ``m_d = Σ_axis s̃ m_y · (−1/(d d₀))`` with
+    ``s̃ = s₀`` or ``½(s + s₀)``: ``1/d``'s exact secant, so ``m_s Δs + m_d Δd = m_y Δy``."""
+    from jaxattr.engine import segment, trace
+    from jaxattr.engine.layer import make_view
+    from jaxattr.engine.rewrite import environment
+    with jax.enable_x64(True):
+        p, x = _division_params()
+        p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), p)
+        x = np.asarray(x, np.float64)
+        x0 = x + np.random.default_rng(3).normal(size=x.shape)
+        f = _by_division("layer")
+        graph = trace(f, p, x)
+        (seg,) = [g for g in segment(graph) if g.kind == "normalise"]
+        assert seg.reciprocal
+        leaves = jax.tree_util.tree_leaves(p)
+        env, env0 = environment(graph, leaves + [x]), environment(graph, leaves + [x0])
+        view = make_view(seg, [env[c] for c in seg.consts()])
+        (s, d), (s0, d0) = ([np.asarray(e[v]) for v in seg.inputs] for e in (env, env0))
+        y, y0 = np.asarray(env[seg.output]), np.asarray(env0[seg.output])
+        m_y = np.random.default_rng(4).normal(size=y.shape)
+        rule = ja.rules.DeepLIFTProduct() if symmetric else ja.rules.DeepLIFTNormalise()
+        m_s, m_d = rule.backward(view, (s, d), y, m_y, (s0, d0))
+        r = 0.5 * (1 / d + 1 / d0) if symmetric else 1 / d
+        s_bar = 0.5 * (s + s0) if symmetric else s0
+        np.testing.assert_allclose(m_s, r * m_y, **TOL)
+        np.testing.assert_allclose(m_d, np.sum(s_bar * m_y, -1, keepdims=True) * (-1 / (d * d0)),
+                                   **TOL)
+        np.testing.assert_allclose((m_s * (s - s0)).sum() + (m_d * (d - d0)).sum(),
+                                   (m_y * (y - y0)).sum(), **TOL)
+
+
+def test_a_division_by_another_tensor_is_still_refused():
+    """Only a scale computed from the signal through a reduction makes a normalisation; a
+    quotient of two unrelated x-dependent tensors has no rule."""
+    f = lambda p, x: ((x @ p[0]) / (1.0 + jnp.exp(x @ p[1]))) @ p[2]
+    p = (jnp.ones((3, 2)), jnp.ones((3, 2)), jnp.ones((2, 2)))
+    with pytest.raises(ja.UnsupportedPrimitiveError, match="'div'"):
+        ja.attribute(f, p, jnp.ones((2, 3)), method=ja.LRP())
+
+
 def test_deeplift_normalise_option():
     rows = {ja.DeepLIFT(normalise=n): [r.rule for r in ja.engine.audit(
         _Normed("layer").apply, *_normed_args(), ja.DeepLIFT(normalise=n)) if r.kind == "normalise"]
