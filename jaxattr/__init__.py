@@ -19,6 +19,7 @@ from .api import attribute as attribute
 from .api import checks_in_traces as checks_in_traces
 from .api import explain as explain
 from .engine import UnsupportedPrimitiveError as UnsupportedPrimitiveError
+from .engine.batch import BatchCouplingError as BatchCouplingError
 from .methods import LRP as LRP
 from .methods import DeconvNet as DeconvNet
 from .methods import DeepLIFT as DeepLIFT
@@ -34,4 +35,4 @@ __version__ = "0.1.0"
 
 __all__ = ["attribute", "explain", "checks_in_traces", "Method", "Gradient", "GradientXInput", "IntegratedGradients",
            "SmoothGrad", "DeconvNet", "GuidedBackprop", "DeepTaylor", "LRP", "DeepLIFT", "rules",
-           "composites", "engine", "evaluation", "precision", "weight_norm", "xla", "UnsupportedPrimitiveError"]
+           "composites", "engine", "evaluation", "precision", "weight_norm", "xla", "UnsupportedPrimitiveError", "BatchCouplingError"]

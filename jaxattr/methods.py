@@ -19,6 +19,7 @@ import numpy as np
 
 from . import composites as C
 from .composites import Composite
+from .engine.batch import check_batch_independent
 from .engine.rewrite import environment, run
 from .engine.lenient import lenient_segments
 from .engine.segment import UnsupportedPrimitiveError, segment
@@ -59,8 +60,13 @@ def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
     ReLUs and max pools (:func:`~jaxattr.engine.lenient.lenient_segments`) and pass the true
     derivative everywhere else (the gradient family, Guided Backprop, DeconvNet): any
     differentiable function runs.
+    A model that combines the examples of its batch (training mode) raises
+    :class:`~jaxattr.engine.batch.BatchCouplingError` (:mod:`jaxattr.engine.batch`).
     """
     graph = trace(apply_fn, params, x, **trace_mode(strict, bool(composite.layer_map)))
+    # a lenient trace keeps loops opaque: the check looks inside them on a full trace
+    opaque = not strict and any(n.prim in ("scan", "cond") and not n.bodies for n in graph.nodes)
+    check_batch_independent(trace(apply_fn, params, x) if opaque else graph)
     segments = _segments(graph, strict)
     assignment = (composite + DEFAULTS).assign(segments)
     _require_product_rules(segments, assignment)

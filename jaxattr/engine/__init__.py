@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 
 from .audit import Row as Row
+from .batch import BatchCouplingError as BatchCouplingError
+from .batch import check_batch_independent as check_batch_independent
 from .audit import audit as audit
 from .audit import format_audit as format_audit
 from .ledger import LedgerRow as LedgerRow
@@ -36,5 +38,6 @@ def check_jax_version(version: str = jax.__version__) -> None:
 
 __all__ = ["trace", "segment", "run", "environment", "bind_rule", "audit", "format_audit", "Row",
            "ledger", "format_ledger", "LedgerRow",
-           "Graph", "Segment", "KINDS", "UnsupportedPrimitiveError", "check_jax_version",
+           "Graph", "Segment", "KINDS", "UnsupportedPrimitiveError", "BatchCouplingError",
+           "check_batch_independent", "check_jax_version",
            "TESTED_JAX"]

@@ -58,6 +58,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jaxattr import precision as _precision
+from jaxattr.engine.batch import check_batch_independent
+from jaxattr.engine.trace import trace
 from jaxattr.evaluation import regions
 from jaxattr.evaluation.perturbation import (
     PerturbationFn,
@@ -113,7 +115,9 @@ def _check_images(x: Any, relevance: Any) -> tuple[jax.Array, jax.Array]:
 
 
 def _check_model(apply_fn: ApplyFn, params: Any, x: jax.Array) -> int:
-    """Trace (not run) ``apply_fn`` once; return the number of classes."""
+    """Trace (not run) ``apply_fn`` once; return the number of classes. A model that combines
+    the examples of its batch (training mode) raises ``BatchCouplingError``: each perturbed
+    copy's score would depend on the others in its chunk (:mod:`jaxattr.engine.batch`)."""
     if not callable(apply_fn):
         raise TypeError(f"apply_fn must be a callable (params, x) -> logits; got {type(apply_fn).__name__}.")
     try:
@@ -129,6 +133,7 @@ def _check_model(apply_fn: ApplyFn, params: Any, x: jax.Array) -> int:
             f"apply_fn(params, x) must return logits of shape (batch, n_classes) with batch={x.shape[0]}; "
             f"got {shape if shape is not None else type(out).__name__}."
         )
+    check_batch_independent(trace(apply_fn, params, x))
     return int(shape[1])
 
 

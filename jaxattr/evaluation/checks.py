@@ -141,7 +141,10 @@ def batch_independence(apply_fn: Callable, params: Any, x: jax.Array) -> jax.Arr
     Every jaxattr attribution is per example: ``apply_fn(params, x)[i]`` must depend on ``x[i]``
     alone, as a model in inference mode does. Flax's ``nn.BatchNorm(use_running_average=False)``
     (training mode) normalises with the batch's statistics, so each example's attribution
-    would then depend on the rest of the batch, silently; this check says so before it matters.
+    would then depend on the rest of the batch. The attribution engine refuses such a model
+    from its trace (:mod:`jaxattr.engine.batch`, ``ja.BatchCouplingError``), where it can follow
+    the batch axis; this check measures the coupling of any function numerically (of example
+    0 on the others: a model in which only later examples reach earlier ones shows 0 here).
 
     Example:
         >>> import jax.numpy as jnp

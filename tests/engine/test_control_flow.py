@@ -294,7 +294,8 @@ def test_switch_equals_the_taken_branch(k, name):
 
 def test_cond_on_x_takes_the_branch_of_x():
     """The predicate depends on x: its computation needs no rule (the branch index carries no
-    derivative), and the explanation is the taken branch's."""
+    derivative), and the explanation is the taken branch's. (One example: a predicate over the
+    whole batch makes every example's branch depend on the others, which the engine refuses.)"""
     def fn(p, x, taken=None):
         h = x[:, 0] @ p["wx"]
         a, b = (lambda h: jax.nn.relu(h @ p["u"])), (lambda h: jnp.tanh(h))
@@ -305,9 +306,11 @@ def test_cond_on_x_takes_the_branch_of_x():
         return h @ p["v"]
 
     p = _params()
-    for x in (_x(), -_x()):
+    for x in (_x()[:1], -_x()[:1]):
         taken = bool(x.sum() > 0)
         _same(fn, lambda p, x: fn(p, x, taken), p, x, METHODS["lrp_eps"])
+    with pytest.raises(ja.BatchCouplingError, match="reduce_sum"):
+        ja.attribute(fn, p, _x(), method=METHODS["lrp_eps"])
 
 
 # ------------------------------------------------------------------------------------------

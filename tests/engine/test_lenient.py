@@ -61,8 +61,10 @@ def _grad(fn, params, x, target):
 
 
 def test_gradient_family_on_control_flow_equals_jax_grad():
+    """One example: the ``cond``'s predicate sums over the batch, which makes a batch of several
+    examples depend on each other (refused: see below)."""
     with jax.enable_x64(True):
-        params, x = _params(), jax.random.normal(jax.random.key(1), (3, 5))
+        params, x = _params(), jax.random.normal(jax.random.key(1), (1, 5))
         target = jnp.argmax(_control_flow(params, x), -1)
         methods = [ja.Gradient(), ja.GradientXInput(), ja.IntegratedGradients(steps=2),
                    ja.GuidedBackprop(), ja.DeconvNet()]
@@ -79,11 +81,20 @@ def test_gradient_family_on_control_flow_equals_jax_grad():
 
 
 def test_float32_gradient_is_jax_grad_within_1e6():
-    params, x = _params(seed=3), jax.random.normal(jax.random.key(4), (3, 5))
+    params, x = _params(seed=3), jax.random.normal(jax.random.key(4), (1, 5))
     target = jnp.argmax(_control_flow(params, x), -1)
     got = np.asarray(ja.attribute(_control_flow, params, x))
     want = np.asarray(_grad(_control_flow, params, x, target))
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+
+
+def test_a_batch_level_predicate_is_refused():
+    """With several examples, ``cond(h.sum() > 0, ...)`` picks one branch for the whole batch
+    from every example: the gradient family refuses it too (its result would not be each
+    example's own derivative), naming the reduction."""
+    params, x = _params(seed=3), jax.random.normal(jax.random.key(4), (3, 5))
+    with pytest.raises(ja.BatchCouplingError, match="'reduce_sum' .*batch axis 0"):
+        ja.attribute(_control_flow, params, x)
 
 
 ACTIVATIONS = {"tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "gelu": jax.nn.gelu,

@@ -584,14 +584,18 @@ def test_hashable_and_cached():
     assert ja.explain(f, a) is ja.explain(f, b)
 
 
-@pytest.mark.parametrize("mix", [False, True])
-def test_shared_reference_matches_full_batch_evaluation(mix):
-    """A reference shared by the batch is evaluated on one example and broadcast; a model that
-    mixes examples (here ``h − Σ_batch h``) must fall back to evaluating the whole batch."""
+@pytest.mark.parametrize("layout", ["leading", "transposed", "mixed"])
+def test_shared_reference_matches_full_batch_evaluation(layout):
+    """A reference shared by the batch is evaluated on one example and broadcast; a model whose
+    x-dependent values do not all carry the batch as their leading axis (here ``h`` transposed
+    and back) must fall back to evaluating the whole batch. A model that mixes examples
+    (``h − Σ_batch h``) is refused before either (``jaxattr.engine.batch``)."""
 
     def f(p, x):
         h = jnp.tanh(x @ p["w"] + p["b"])
-        if mix:
+        if layout == "transposed":
+            h = jnp.tanh(h.T).T
+        if layout == "mixed":
             h = h - 0.1 * h.sum(0)
         h = jax.lax.reduce_window(h[..., None], -jnp.inf, jax.lax.max, (1, 3, 1), (1, 2, 1), "VALID")
         return h.reshape(h.shape[0], -1) @ p["v"]
@@ -601,6 +605,10 @@ def test_shared_reference_matches_full_batch_evaluation(mix):
          for k, shape in (("w", (4, 7)), ("b", (7,)), ("v", (3, 2)))}
     x = jnp.asarray(rng.normal(size=(5, 4)), jnp.float32)
     ref = np.full(4, 0.3, np.float32)
+    if layout == "mixed":
+        with pytest.raises(ja.BatchCouplingError, match="reduces over the batch axis 0"):
+            ja.attribute(f, p, x, method=ja.DeepLIFT(ref))
+        return
     for rule in ("rescale", "reveal_cancel"):
         shared = ja.attribute(f, p, x, method=ja.DeepLIFT(ref, rule=rule))
         full = ja.attribute(f, p, x, method=ja.DeepLIFT(np.broadcast_to(ref, x.shape).copy(), rule=rule))
