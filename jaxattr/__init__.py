@@ -35,4 +35,6 @@ __version__ = "0.1.0"
 
 __all__ = ["attribute", "explain", "checks_in_traces", "Method", "Gradient", "GradientXInput", "IntegratedGradients",
            "SmoothGrad", "DeconvNet", "GuidedBackprop", "DeepTaylor", "LRP", "DeepLIFT", "rules",
-           "composites", "engine", "evaluation", "precision", "weight_norm", "xla", "UnsupportedPrimitiveError", "BatchCouplingError"]
+           "composites", "engine", "evaluation", "precision", "weight_norm", "xla",
+           "UnsupportedPrimitiveError",
+           "BatchCouplingError"]

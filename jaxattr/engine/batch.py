@@ -59,7 +59,8 @@ def check_batch_independent(graph: Graph) -> None:
     batch = graph.avals[x_var].shape[0] if graph.avals[x_var].shape else 1
     if batch <= 1:
         return
-    states = {v: 0 for v in graph.x_vars if graph.avals[v].shape and graph.avals[v].shape[0] == batch}
+    states = {v: 0 for v in graph.x_vars
+              if graph.avals[v].shape and graph.avals[v].shape[0] == batch}
     _walk(graph, states, batch)
 
 
@@ -209,7 +210,8 @@ def _dot(dimension_numbers, axes: list, ranks: list) -> Optional[int]:
         else:
             out.add(len(lb) + (0 if side == 0 else len(free[0])) + free[side].index(k))
     if len(out) > 1:
-        raise _Coupled("multiplies every example with every other (an outer product over the batch)")
+        raise _Coupled("multiplies every example with every other (an outer product over the "
+                       "batch)")
     return out.pop()
 
 

@@ -31,16 +31,19 @@ def _batchnorm(train: bool):
     x = jax.random.normal(jax.random.key(0), (4, 6, 6, 2))
     variables = BatchNormNet(False).init(jax.random.key(1), x)
     if train:
-        return (lambda v, x_: BatchNormNet(True).apply(v, x_, mutable=["batch_stats"])[0]), variables, x
+        train = lambda v, x_: BatchNormNet(True).apply(v, x_, mutable=["batch_stats"])[0]
+        return train, variables, x
     return BatchNormNet(False).apply, variables, x
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: type(m).__name__)
 def test_batchnorm_in_training_mode_is_refused_by_every_method(method):
     fn, variables, x = _batchnorm(train=True)
-    with pytest.raises(BatchCouplingError, match=r"'reduce_sum' at module path '.*bn'.*batch axis 0"):
+    with pytest.raises(BatchCouplingError,
+                       match=r"'reduce_sum' at module path '.*bn'.*batch axis 0"):
         ja.attribute(fn, variables, x, jnp.zeros(4, int), method)
-    assert issubclass(BatchCouplingError, ValueError) and ja.BatchCouplingError is BatchCouplingError
+    assert issubclass(BatchCouplingError, ValueError)
+    assert ja.BatchCouplingError is BatchCouplingError
     # the same model in inference mode, and a batch of one example, are explained
     assert ja.attribute(*_batchnorm(train=False), jnp.zeros(4, int), method).shape == x.shape
     assert ja.attribute(fn, variables, x[:1], jnp.zeros(1, int), method).shape == x[:1].shape
@@ -62,10 +65,11 @@ COUPLED = {
         lambda p, x: (x.reshape(-1, 4) - x.reshape(-1, 4).mean(0)).reshape(x.shape).sum(1) @ p,
         "reduce_sum", "reduces over the batch axis 0"),
     "transposed, then centred": (
-        lambda p, x: jnp.swapaxes(jnp.swapaxes(x, 0, 1) - jnp.swapaxes(x, 0, 1).mean(1, keepdims=True),
-                                  0, 1).sum(1) @ p,
+        lambda p, x: jnp.swapaxes(jnp.swapaxes(x, 0, 1)
+                                  - jnp.swapaxes(x, 0, 1).mean(1, keepdims=True), 0, 1).sum(1) @ p,
         "reduce_sum", "batch axis 1"),
-    "cumulative sum over examples": (lambda p, x: jnp.cumsum(x, 0).sum(1) @ p, "cumsum", "accumulates"),
+    "cumulative sum over examples": (lambda p, x: jnp.cumsum(x, 0).sum(1) @ p, "cumsum",
+                                     "accumulates"),
     "sorted along the batch": (lambda p, x: jnp.sort(x, 0).sum(1) @ p, "sort", "sorts"),
     "similarity of every pair": (lambda p, x: x.sum(1) @ x.sum(1).T @ jnp.ones((4, 3)),
                                  "dot_general", "every example with every other"),
@@ -99,12 +103,14 @@ def _attention(p, x):
 
 
 INDEPENDENT = {
-    "tokens flattened into rows and back": lambda p, x: (x.reshape(-1, 4) @ p).reshape(4, 5, 3).sum(1),
+    "tokens flattened into rows and back": lambda p, x: (x.reshape(-1, 4) @ p).reshape(
+        4, 5, 3).sum(1),
     "time-major scan": lambda p, x: jax.lax.scan(lambda c, xt: (jnp.tanh(c + xt), None),
                                                  jnp.zeros((4, 4)), jnp.swapaxes(x, 0, 1))[0] @ p,
     "attention": _attention,
     "per-example vmap": jax.vmap(lambda p, xi: (xi - xi.mean(0)).sum(0) @ p, in_axes=(None, 0)),
-    "transposed and back": lambda p, x: jnp.transpose(jnp.transpose(x, (2, 0, 1)).max(2), (1, 0)) @ p,
+    "transposed and back": lambda p, x: jnp.transpose(
+        jnp.transpose(x, (2, 0, 1)).max(2), (1, 0)) @ p,
     "a scan over the examples themselves (not followed)": lambda p, x: jax.lax.map(
         lambda xi: xi.sum(0) @ p, x),
 }
