@@ -163,6 +163,10 @@ def _check_data(method: Method, data: dict) -> dict:
 _NAN_X = (1, "x contains NaN or Inf values; attributions of non-finite inputs are meaningless. "
              "Clean or mask the input first.")
 _RANGE_BIT = 2
+#: the attribution itself is not finite (its message is chosen on the host: see _raise)
+_NONFINITE_BIT = 1 << 30
+_NONFINITE = ("the attribution is not finite (NaN or Inf): the model's output at x, or at a "
+              "reference, baseline or noisy copy the method evaluates, is not finite")
 
 
 def _nan_data(method: Method, name: str, bit: int):
@@ -225,6 +229,7 @@ def _program(apply_fn, method: Method, nested, params, x, target, key, data):
     if method.needs_key and key is None:
         key = jax.random.key(0)
     relevance = method.compute(apply_fn, params, x, target, key)
+    checks.append((jnp.all(jnp.isfinite(relevance)), (_NONFINITE_BIT, _NONFINITE)))
     if nested:
         if nested == "checked":
             for ok, (_, message) in checks:
@@ -246,7 +251,30 @@ def _raise(status: int, apply_fn, method, params, x, target, data):
     for i, name in enumerate(sorted(data)):
         if status & (4 << i):
             raise ValueError(_nan_data(method, name, 0)[1])
+    if status & _NONFINITE_BIT:
+        raise ValueError(_nonfinite_message(apply_fn, method, params, x))
     raise AssertionError(f"unknown status {status}")  # pragma: no cover
+
+
+def _nonfinite_message(apply_fn, method, params, x) -> str:
+    """Why an attribution is not finite: the model's output at ``x`` (run once more, on this
+    error path only), else what the method evaluates besides ``x``."""
+    logits = jax.jit(apply_fn)(params, x)
+    bad = np.flatnonzero(~np.isfinite(np.asarray(logits)).all(axis=-1))
+    name = type(method).__name__
+    if bad.size:
+        return (f"the model's output at x is not finite (NaN or Inf) for examples "
+                f"{bad.tolist()[:10]}, so neither is their {name} attribution: check the model "
+                "and its parameters on these inputs.")
+    if getattr(method, "reference", None) is not None or hasattr(method, "baseline"):
+        what = "reference" if hasattr(method, "reference") else "baseline"
+        return (f"the {name} attribution is not finite (NaN or Inf) although the model's output "
+                f"at x is: the model is not finite at the {what} or on the way to it (a division "
+                "by a norm that is 0 at the zero reference, x / ‖x‖; a log of 0). Pass another "
+                f"{what}.")
+    return (f"the {name} attribution is not finite (NaN or Inf) although the model's output at "
+            "x is: a rule divided by zero or overflowed (for SmoothGrad, a noisy copy may leave "
+            "the model's domain). Please report it with the model.")
 
 
 def _in_trace(tree) -> bool:

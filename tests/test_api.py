@@ -372,3 +372,29 @@ def test_nnx_model_as_it_is(setup, method):
     fn = ja.explain(model, method)
     np.testing.assert_allclose(fn(None, x), want, rtol=1e-6)
     np.testing.assert_allclose(fn(nnx.state(model), x), want, rtol=1e-6)
+
+
+def _cosine(p, x):
+    """Features divided by their norm: undefined (0/0) at the zero input."""
+    h = x @ p
+    return (h / jnp.linalg.norm(h, axis=-1, keepdims=True)) @ jnp.ones((3, 2))
+
+
+def test_a_non_finite_attribution_is_an_error_that_says_where():
+    """An attribution that comes out NaN/Inf raises instead of returning it: the model's output
+    at x (with the examples), or at the reference/baseline the method evaluates."""
+    from jax.experimental import checkify
+    p = jnp.ones((4, 3)) + 0.1 * jnp.arange(12.0).reshape(4, 3)
+    x = jax.random.normal(jax.random.key(0), (3, 4))
+    assert np.isnan(np.asarray(_cosine(p, 0 * x))).all()
+    with pytest.raises(ValueError, match="not finite at the reference .*Pass another reference"):
+        ja.attribute(_cosine, p, x, method=ja.DeepLIFT())
+    assert np.isfinite(np.asarray(ja.attribute(_cosine, p, x, method=ja.DeepLIFT(0.5)))).all()
+    roots = lambda p, x: jnp.sqrt(x @ p)[:, :2]
+    with pytest.raises(ValueError, match=r"model's output at x is not finite .*examples \[0"):
+        ja.attribute(roots, p, x.at[0].set(-jnp.abs(x[0])), 0)
+    # inside a user's trace: a checkify check when asked for
+    fn = jax.jit(lambda x: ja.attribute(_cosine, p, x, method=ja.DeepLIFT()))
+    with ja.checks_in_traces():
+        err, _ = checkify.checkify(fn, errors=checkify.user_checks)(x)
+    assert "not finite" in err.get()
