@@ -12,7 +12,7 @@ combines different examples: a reduction, cumulative sum, sort or pooling window
 axis, a product that contracts it or pairs two examples, a convolution over it.
 
 The check is static (no values, no extra program: a walk over the trace at compile time) and
-errs on the side of silence: where it cannot follow the batch axis (a gather, a slice or
+errs on the side of silence: where it cannot follow the batch axis (a gather, slice or
 concatenation along it, a reshape that splits it from its leading position) it stops following
 that value rather than guess. ``ja.evaluation.checks.batch_independence`` measures the coupling
 numerically for any model. A batch of one example is never refused.
@@ -154,6 +154,13 @@ def _step(node, axes: list, graph: Graph, batch: int, states: dict) -> list:
         return [k if i0 == 0 and p["slice_sizes"][k] == _shape(graph, node.ins[0])[k] else None]
     if prim == "pad":
         return [k if i0 == 0 and tuple(p["padding_config"][k]) == (0, 0, 0) else None]
+    if prim == "gather":  # indexing along other axes: the batch axis is a whole offset dim
+        dn, shape = p["dimension_numbers"], _shape(graph, node.ins[0])
+        kept = [d for d in range(len(shape))
+                if d not in dn.collapsed_slice_dims and d not in dn.operand_batching_dims]
+        whole = (i0 == 0 and axes[1] is None and k in kept and k not in dn.start_index_map
+                 and p["slice_sizes"][k] == shape[k])
+        return [dn.offset_dims[kept.index(k)] if whole else None]
     if prim == "rev":
         return [None if k in p["dimensions"] else k]
     if prim == "concatenate":

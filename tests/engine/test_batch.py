@@ -80,6 +80,9 @@ COUPLED = {
         lambda p, x: jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (2, 1, 1), (1, 1, 1),
                                             ((1, 0), (0, 0), (0, 0))).sum(1) @ p,
         "reduce_window_max", "pools windows across the batch axis"),
+    "a mean over the batch after fancy indexing": (
+        lambda p, x: (x[:, jnp.array([0, 2, 3])] - x[:, jnp.array([0, 2, 3])].mean(0)).sum(1) @ p,
+        "reduce_sum", "reduces over the batch axis 0"),
     "a batch mean inside a scan over time": (
         lambda p, x: jax.lax.scan(lambda c, xt: (c + xt - xt.mean(0), None), jnp.zeros((4, 4)),
                                   jnp.swapaxes(x, 0, 1))[0] @ p,
@@ -111,6 +114,7 @@ INDEPENDENT = {
     "per-example vmap": jax.vmap(lambda p, xi: (xi - xi.mean(0)).sum(0) @ p, in_axes=(None, 0)),
     "transposed and back": lambda p, x: jnp.transpose(
         jnp.transpose(x, (2, 0, 1)).max(2), (1, 0)) @ p,
+    "fancy indexing along the tokens": lambda p, x: x[:, jnp.array([4, 0, 2])].max(1) @ p,
     "a scan over the examples themselves (not followed)": lambda p, x: jax.lax.map(
         lambda xi: xi.sum(0) @ p, x),
 }
