@@ -140,3 +140,21 @@ def test_perturbation_curves_refuse_a_coupled_model():
     scores = ja.evaluation.perturbation_curve(fn, variables, x, None, relevance, region=2, steps=2,
                                               progress=False)
     assert bool(jnp.all(jnp.isfinite(jnp.asarray(scores))))
+
+
+def test_an_nnx_model_in_training_mode_is_refused_until_eval():
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.lin, self.bn = nnx.Linear(5, 6, rngs=rngs), nnx.BatchNorm(6, rngs=rngs)
+            self.out = nnx.Linear(6, 3, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(nnx.relu(self.bn(self.lin(x))))
+
+    model, x = Net(nnx.Rngs(0)), jax.random.normal(jax.random.key(0), (4, 5))
+    with pytest.raises(BatchCouplingError, match=r"\.eval\(\)"):
+        ja.attribute(model, None, x)
+    model.eval()
+    assert ja.attribute(model, None, x).shape == x.shape
