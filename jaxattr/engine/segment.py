@@ -25,7 +25,7 @@ kind          what it matches                                                   
               outputs (attention weights)
 ``normalise`` such a ``mul`` whose second factor is computed from the first through    none: a
               a reduction, ``x ⊙ rsqrt(mean(x²) + ε)`` (LayerNorm, RMSNorm), or a    rule is needed
-              ``div`` of the first by it (``(x − μ) / sqrt(σ² + ε)``, ``x / ‖x‖``);
+              ``div`` of the first by such a root (``(x − μ) / sqrt(σ² + ε)``, ``x / ‖x‖``);
               inputs ``(signal, scale)``
 ``softmax``   ``exp(z − max z) / Σ exp(z − max z)`` over an axis (``jax.nn.softmax``,    none: a
               Flax attention, masked with ``where=``, the shift stop-gradient'ed or  rule is needed
@@ -311,6 +311,7 @@ def _segment_graph(graph: Graph) -> list:
             seg = (Segment("normalise", [node], scaled) if scaled
                    else Segment("bilinear", [node], tuple(uniq)))
         elif (prim == "div" and len(uniq) == 2 and _broadcast_shape(node, graph)
+              and _root_of(node.ins[1], producer, graph)
               and _normalised(tuple(node.ins), producer, graph) == tuple(node.ins)):
             # the signal divided by its scale: s / sqrt(var(s) + ε), x / ‖x‖
             seg = Segment("normalise", [node], tuple(node.ins))
@@ -558,6 +559,26 @@ def _normalised(pair, producer: dict, graph: Graph, limit: int = 64) -> Optional
                     return (signal, scale)
                 todo.append((a, reduced))
     return None
+
+
+def _root_of(v, producer: dict, graph: Graph, limit: int = 16) -> bool:
+    """Whether ``v`` is a square root (a norm, a standard deviation) up to constant shifts,
+    scalings, clamps and relayouts: ``sqrt(σ² + ε)``, ``‖x‖ + ε``, ``max(‖x‖, ε)``. Only such a
+    denominator makes a division a normalisation (``e / Σe``, a softmax, does not)."""
+    for _ in range(limit):
+        node = producer.get(v)
+        if node is None:
+            return False
+        if node.prim == "sqrt":
+            return True
+        if node.prim == "pow":
+            return isinstance(node.ins[1], Lit) and float(np.asarray(node.ins[1].value)) == 0.5
+        ins = [a for a in node.ins if is_var(a) and a in graph.tainted]
+        if len(ins) != 1 or node.prim not in (AFFINE_CONST | RELAYOUT
+                                              | {"max", "min", "convert_element_type"}):
+            return False
+        v = ins[0]
+    return False
 
 
 def _relayout_only(nodes) -> bool:

@@ -231,6 +231,8 @@ def _by_division(form: str):
         h = x @ p["w1"] + p["b1"]
         if form == "l2":
             h = h / jnp.linalg.norm(h, axis=-1, keepdims=True)
+        elif form == "l2_clamped":  # torch's F.normalize
+            h = h / jnp.maximum(jnp.linalg.norm(h, axis=-1, keepdims=True), 1e-12)
         else:
             c = h - h.mean(-1, keepdims=True)
             v = (c * c).mean(-1, keepdims=True)
@@ -256,8 +258,9 @@ def test_normalisations_written_as_divisions(normalise):
         p, x = _division_params()
         p = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), p)
         x, t = x.astype(jnp.float64), jnp.array([0, 1, 2, 0])
-        layer, l2, rsqrt = (_by_division(f) for f in ("layer", "l2", "layer_rsqrt"))
-        for f in (layer, l2):
+        layer, l2, clamped, rsqrt = (_by_division(f) for f in ("layer", "l2", "l2_clamped",
+                                                                "layer_rsqrt"))
+        for f in (layer, l2, clamped):
             rows = ja.engine.audit(f, p, x, ja.LRP(ja.composites.attn_lrp()))
             assert [r.rule for r in rows if r.kind == "normalise"] == ["HoldScale()"]
             assert [r.primitive for r in rows if r.kind == "normalise"] == ["div"]
@@ -266,7 +269,7 @@ def test_normalisations_written_as_divisions(normalise):
                                           ja.attribute(rsqrt, p, x, t, method))
         for ref in (0.0, 0.3):
             method = ja.DeepLIFT(ref, normalise=normalise)
-            for f in (layer, l2):
+            for f in (layer, l2, clamped):
                 c = ja.attribute(f, p, x, t, method)
                 delta = (f(p, x) - f(p, jnp.full_like(x, ref)))[jnp.arange(4), t]
                 np.testing.assert_allclose(c.sum(1), delta, rtol=1e-12, atol=1e-12)
@@ -309,12 +312,19 @@ def test_deeplift_division_multipliers_equal_numpy(symmetric):
 
 
 def test_a_division_by_another_tensor_is_still_refused():
-    """Only a scale computed from the signal through a reduction makes a normalisation; a
-    quotient of two unrelated x-dependent tensors has no rule."""
+    """Only a root (a norm, a standard deviation) computed from the signal through a reduction
+    makes a division a normalisation: a quotient of two unrelated x-dependent tensors, or a
+    softmax written with an ε in its denominator (``e / (Σe + ε)``), has no rule."""
     f = lambda p, x: ((x @ p[0]) / (1.0 + jnp.exp(x @ p[1]))) @ p[2]
     p = (jnp.ones((3, 2)), jnp.ones((3, 2)), jnp.ones((2, 2)))
     with pytest.raises(ja.UnsupportedPrimitiveError, match="'div'"):
         ja.attribute(f, p, jnp.ones((2, 3)), method=ja.LRP())
+
+    def softmax_eps(p, x):
+        e = jnp.exp(x @ p[0])
+        return (e / (e.sum(-1, keepdims=True) + 1e-9)) @ p[2]
+    with pytest.raises(ja.UnsupportedPrimitiveError, match="'div'"):
+        ja.attribute(softmax_eps, p, jnp.ones((2, 3)), method=ja.LRP())
 
 
 def test_deeplift_normalise_option():
