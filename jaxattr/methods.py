@@ -20,6 +20,7 @@ import numpy as np
 from . import composites as C
 from .composites import Composite
 from .engine.batch import check_batch_independent
+from .engine.stopped import check_reference_exact
 from .engine.rewrite import environment, run
 from .engine.lenient import lenient_segments
 from .engine.segment import UnsupportedPrimitiveError, segment
@@ -709,6 +710,7 @@ class DeepLIFT(Method):
         every example (``shared``) it is evaluated on one example and broadcast, if the graph
         keeps the batch as the leading axis of every x-dependent value."""
         def reference_env(graph, segments, leaves):
+            check_reference_exact(graph, segments, "DeepLIFT")
             env_ref = None
             if shared and x.shape[0] > 1:
                 env_ref = self._shared_reference_env(apply_fn, params, graph, leaves, ref[:1])
