@@ -107,7 +107,8 @@ def _step(node, axes: list, graph: Graph, batch: int, states: dict) -> list:
         ks = {kk for i, kk in known if _shape(graph, node.ins[i]) == out_shape}
         if len(ks) > 1:
             raise _Coupled("combines values whose batch axes differ (example i with example j)")
-        return [next(iter(ks), None)] * n_out
+        same = next(iter(ks), None)  # for the outputs of the operands' shape (a call's aux: not)
+        return [same if _shape(graph, o) == out_shape else None for o in node.outs]
     if prim == "broadcast_in_dim":
         return [p["broadcast_dimensions"][k]]
     if prim == "transpose":
