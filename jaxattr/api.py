@@ -266,8 +266,8 @@ def _nonfinite_message(apply_fn, method, params, x) -> str:
         return (f"the model's output at x is not finite (NaN or Inf) for examples "
                 f"{bad.tolist()[:10]}, so neither is their {name} attribution: check the model "
                 "and its parameters on these inputs.")
-    if getattr(method, "reference", None) is not None or hasattr(method, "baseline"):
-        what = "reference" if hasattr(method, "reference") else "baseline"
+    what = next((f for f in ("reference", "baseline") if hasattr(method, f)), None)
+    if what:
         return (f"the {name} attribution is not finite (NaN or Inf) although the model's output "
                 f"at x is: the model is not finite at the {what} or on the way to it (a division "
                 "by a norm that is 0 at the zero reference, x / ‖x‖; a log of 0). Pass another "

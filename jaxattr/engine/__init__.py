@@ -5,10 +5,10 @@ from __future__ import annotations
 import jax
 
 from .audit import Row as Row
-from .batch import BatchCouplingError as BatchCouplingError
-from .batch import check_batch_independent as check_batch_independent
 from .audit import audit as audit
 from .audit import format_audit as format_audit
+from .batch import BatchCouplingError as BatchCouplingError
+from .batch import check_batch_independent as check_batch_independent
 from .ledger import LedgerRow as LedgerRow
 from .ledger import format_ledger as format_ledger
 from .ledger import ledger as ledger

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .segment import Segment, UnsupportedPrimitiveError
+from .segment import _SHIFT, Segment, UnsupportedPrimitiveError
 from .trace import Graph, _forward_taint, is_var
 
 __all__ = ["check_reference_exact"]
@@ -43,7 +43,7 @@ def check_reference_exact(graph: Graph, segments: Sequence[Segment], method: str
 
 def _only_shifts(v, users: dict, shifts: set, limit: int = 32) -> bool:
     """Whether ``v`` reaches rules only as (part of) a softmax's shift: every path from it ends
-    in a softmax segment's constants, through the shift's own layout changes."""
+    in a softmax segment's constants, through the shift's own operations (:data:`_SHIFT`)."""
     todo, seen = [v], set()
     while todo:
         u = todo.pop()
@@ -55,9 +55,7 @@ def _only_shifts(v, users: dict, shifts: set, limit: int = 32) -> bool:
         if u in shifts:
             continue
         for node in users.get(u, ()):
-            if node.prim not in ("broadcast_in_dim", "reshape", "expand_dims", "squeeze",
-                                 "convert_element_type", "copy", "copy_p", "transpose", "max",
-                                 "stop_gradient"):
+            if node.prim not in _SHIFT:
                 return False
             todo.extend(node.outs)
     return True

@@ -66,20 +66,24 @@ def _split(view, inputs, output, cotangent, epsilon, shares):
                  for share, x, g in zip(shares, inputs, grads))
 
 
-def _divided_multipliers(view, cotangent, inputs, reference, symmetric: bool):
-    """DeepLIFT multipliers of a normalisation written as a division, ``y = s / d``: the
-    product rules above on ``s ⊙ r`` with ``r = 1/d``, and ``r``'s exact secant
-    ``Δr/Δd = −1/(d d₀)``. The signal's multiplier is ``r̄ = ½(r + r₀)`` (symmetric, §2.3.5) or
-    ``r`` (scale first): the division's own derivative at the harmonic mean of ``d`` and ``d₀``,
-    or at ``d``. The scale's is ``Σ s̃ m_y · (−1/(d d₀))`` with ``s̃ = ½(s + s₀)`` or ``s₀``:
-    the division's derivative in ``d`` at ``d`` (``−s̃/d²``) times ``d/d₀``."""
+def _normalise_multipliers(view, cotangent, inputs, reference, symmetric: bool):
+    """DeepLIFT multipliers of a normalisation ``y = s ⊙ g`` or ``y = s / d``: the split that
+    moves the scale first (``m_s`` at ``g``, ``m_g`` at ``s₀``) or §2.3.5's symmetric one (at
+    ``½(g + g₀)`` and ``½(s + s₀)``). A division is the same split for ``g = 1/d``: the signal's
+    partner is ``d`` or the harmonic mean of ``d`` and ``d₀`` (``1/d̃ = ½(1/d + 1/d₀)``), and the
+    division's derivative in ``d`` (``−s̃/d²``) times ``d/d₀`` is ``1/d``'s exact secant
+    ``Δ(1/d)/Δd = −1/(d d₀)``."""
     (signal, scale), (signal0, scale0) = inputs, tuple(reference_value(r) for r in reference)
-    if symmetric:
-        partners = (2.0 * scale * scale0 / (scale + scale0), 0.5 * (signal + signal0))
+    if not symmetric:
+        with_scale = scale
+    elif view.segment.reciprocal:
+        with_scale = 2.0 * scale * scale0 / (scale + scale0)
     else:
-        partners = (scale, signal0)
-    m_signal, m_scale = _partner_multipliers(view, cotangent, (signal, scale), partners)
-    return m_signal, m_scale * (scale / scale0)
+        with_scale = 0.5 * (scale + scale0)
+    with_signal = 0.5 * (signal + signal0) if symmetric else signal0
+    m_signal, m_scale = _partner_multipliers(view, cotangent, (signal, scale),
+                                             (with_scale, with_signal))
+    return m_signal, (m_scale * (scale / scale0) if view.segment.reciprocal else m_scale)
 
 
 def _partner_multipliers(view, cotangent, inputs, partners):
@@ -200,8 +204,8 @@ class DeepLIFTProduct(Rule):
 
     def backward(self, view, inputs, output, cotangent, reference):
         _require_reference(reference, self)
-        if view.segment.reciprocal:
-            return _divided_multipliers(view, cotangent, inputs, reference, symmetric=True)
+        if view.segment.kind == "normalise":
+            return _normalise_multipliers(view, cotangent, inputs, reference, symmetric=True)
         (x1, x2), (r1, r2) = inputs, tuple(reference_value(r) for r in reference)
         return _partner_multipliers(view, cotangent, (x1, x2), (0.5 * (x2 + r2), 0.5 * (x1 + r1)))
 
@@ -243,10 +247,7 @@ class DeepLIFTNormalise(Rule):
 
     def backward(self, view, inputs, output, cotangent, reference):
         _require_reference(reference, self)
-        if view.segment.reciprocal:
-            return _divided_multipliers(view, cotangent, inputs, reference, symmetric=False)
-        (signal, scale), (signal0, _) = inputs, tuple(reference_value(r) for r in reference)
-        return _partner_multipliers(view, cotangent, (signal, scale), (scale, signal0))
+        return _normalise_multipliers(view, cotangent, inputs, reference, symmetric=False)
 
 
 @dataclasses.dataclass(frozen=True)
