@@ -147,7 +147,7 @@ def _run(args) -> None:
 def call_overhead(apply_fn, params, x, repeats: int) -> dict:
     """A warm ``ja.explain`` call against the bare compiled program of the same computation."""
     method, target = ja.Gradient(), jnp.zeros(x.shape[0], jnp.int32)
-    bare = jax.jit(lambda p, x, t: method.compute(apply_fn, p, x, t, None),
+    bare = jax.jit(lambda p, x, t: method.compute(apply_fn, p, x, t, None)[0],
                    compiler_options=ja.xla.backward_options())
     explain = ja.explain(apply_fn, method)
     t = timed({"bare": lambda: bare(params, x, target),

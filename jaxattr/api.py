@@ -165,8 +165,9 @@ _NAN_X = (1, "x contains NaN or Inf values; attributions of non-finite inputs ar
 _RANGE_BIT = 2
 #: the attribution itself is not finite (its message is chosen on the host: see _raise)
 _NONFINITE_BIT = 1 << 30
-_NONFINITE = ("the attribution is not finite (NaN or Inf): the model's output at x, or at a "
-              "reference, baseline or noisy copy the method evaluates, is not finite")
+_NONFINITE = ("the attribution is not finite (NaN or Inf), or the model's output for the target "
+              "class at x is not: the model's output at x, or at a reference, baseline or noisy "
+              "copy the method evaluates, is not finite")
 
 
 def _nan_data(method: Method, name: str, bit: int):
@@ -228,8 +229,9 @@ def _program(apply_fn, method: Method, nested, params, x, target, key, data):
                        _nan_data(method, name, 4 << i)))
     if method.needs_key and key is None:
         key = jax.random.key(0)
-    relevance = method.compute(apply_fn, params, x, target, key)
-    checks.append((jnp.all(jnp.isfinite(relevance)), (_NONFINITE_BIT, _NONFINITE)))
+    relevance, score = method.compute(apply_fn, params, x, target, key)
+    finite = jnp.all(jnp.isfinite(relevance)) & jnp.all(jnp.isfinite(score))
+    checks.append((finite, (_NONFINITE_BIT, _NONFINITE)))
     if nested:
         if nested == "checked":
             for ok, (_, message) in checks:
@@ -252,20 +254,28 @@ def _raise(status: int, apply_fn, method, params, x, target, data):
         if status & (4 << i):
             raise ValueError(_nan_data(method, name, 0)[1])
     if status & _NONFINITE_BIT:
-        raise ValueError(_nonfinite_message(apply_fn, method, params, x))
+        raise ValueError(_nonfinite_message(apply_fn, method, params, x, target))
     raise AssertionError(f"unknown status {status}")  # pragma: no cover
 
 
-def _nonfinite_message(apply_fn, method, params, x) -> str:
-    """Why an attribution is not finite: the model's output at ``x`` (run once more, on this
-    error path only), else what the method evaluates besides ``x``."""
-    logits = jax.jit(apply_fn)(params, x)
-    bad = np.flatnonzero(~np.isfinite(np.asarray(logits)).all(axis=-1))
+def _nonfinite_message(apply_fn, method, params, x, target) -> str:
+    """Why an attribution (or the target's logit) is not finite: the model's output at ``x``
+    (run once more, on this error path only), else what the method evaluates besides ``x``."""
+    logits = np.asarray(jax.jit(apply_fn)(params, x))
+    t = np.argmax(logits, axis=-1) if target is None else np.broadcast_to(target, x.shape[:1])
+    bad = np.flatnonzero(~np.isfinite(np.take_along_axis(logits, t[:, None], axis=-1)[:, 0]))
     name = type(method).__name__
     if bad.size:
-        return (f"the model's output at x is not finite (NaN or Inf) for examples "
-                f"{bad.tolist()[:10]}, so neither is their {name} attribution: check the model "
+        return (f"the model's output for the target class at x is not finite (NaN or Inf) for "
+                f"examples {bad.tolist()[:10]}, so their {name} attribution means nothing (even "
+                "where a gradient is finite, as log's is at a negative number): check the model "
                 "and its parameters on these inputs.")
+    other = np.flatnonzero(~np.isfinite(logits).all(axis=-1))
+    if other.size:
+        return (f"the {name} attribution is not finite (NaN or Inf): the model's output at x for "
+                f"another class is, for examples {other.tolist()[:10]}, and the method's "
+                "backward pass carries it into the target's (0 · NaN): check the model and its "
+                "parameters on these inputs, or explain a model with that output cut off.")
     what = next((f for f in ("reference", "baseline") if hasattr(method, f)), None)
     if what:
         return (f"the {name} attribution is not finite (NaN or Inf) although the model's output "

@@ -94,6 +94,13 @@ def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
     return grad, logits, target
 
 
+def target_score(logits: Array, target: Array) -> Array:
+    """The target's logit per example, ``logits[i, target[i]]`` (no gradient flows through it)."""
+    target = jnp.broadcast_to(jnp.asarray(target), logits.shape[:1])
+    logits = jax.lax.stop_gradient(logits)
+    return jnp.take_along_axis(logits, target[:, None], axis=-1)[:, 0]
+
+
 def _require_product_rules(segments, assignment) -> None:
     """A product of two x-dependent tensors or a softmax must have a rule: its gradient, fed
     relevance or multipliers, returns ``R·x₂`` (not relevance; and no summation to delta)."""
@@ -167,9 +174,13 @@ class Method:
     def composite(self) -> Composite:
         return Composite()
 
-    def compute(self, apply_fn, params, x, target, key):
-        return backward(apply_fn, params, x, target, self.composite(), self.seed,
-                        strict=self.strict)[0]
+    def compute(self, apply_fn, params, x, target, key) -> tuple[Array, Array]:
+        """``(relevance, score)``: the attribution, and the target's logit at ``x`` per example
+        (``ja.explain`` refuses a non-finite one: a finite gradient of a NaN output, such as
+        ``log`` of a negative number's, is no attribution)."""
+        relevance, logits, target = backward(apply_fn, params, x, target, self.composite(),
+                                             self.seed, strict=self.strict)
+        return relevance, target_score(logits, target)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -187,7 +198,8 @@ class GradientXInput(Method):
     strict: ClassVar[bool] = False
 
     def compute(self, apply_fn, params, x, target, key):
-        return x * super().compute(apply_fn, params, x, target, key)
+        grad, score = super().compute(apply_fn, params, x, target, key)
+        return x * grad, score
 
 
 SEEDS = ("one", "logit")
@@ -362,13 +374,14 @@ class IntegratedGradients(Method):
 
     def compute(self, apply_fn, params, x, target, key):
         x0 = _as_reference(self.baseline, x)
+        logits = apply_fn(params, x)
         if target is None:
-            target = jnp.argmax(apply_fn(params, x), axis=-1)
+            target = jnp.argmax(logits, axis=-1)
         alphas, weights = (jnp.asarray(v, x.dtype) for v in _path_nodes(self.steps, self.rule))
         grad = lambda a: backward(apply_fn, params, x0 + a * (x - x0), target, Composite(),
                                   strict=False)[0]
         grads = _chunked_vmap(grad, alphas, self.resolved_chunk(x.shape[0]))
-        return (x - x0) * jnp.tensordot(weights, grads, axes=1)
+        return (x - x0) * jnp.tensordot(weights, grads, axes=1), target_score(logits, target)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -395,8 +408,9 @@ class SmoothGrad(Method):
         _check_chunk(self, self.chunk)
 
     def compute(self, apply_fn, params, x, target, key):
+        logits = apply_fn(params, x)
         if target is None:
-            target = jnp.argmax(apply_fn(params, x), axis=-1)
+            target = jnp.argmax(logits, axis=-1)
         axes = tuple(range(1, x.ndim))
         scale = self.sigma * (x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True))
         keys = jax.random.split(key, self.samples)
@@ -407,7 +421,7 @@ class SmoothGrad(Method):
             return x + scale * jax.vmap(draw)(prints)
 
         grad = lambda k: backward(apply_fn, params, noisy(k), target, Composite(), strict=False)[0]
-        return _chunked_vmap(grad, keys, self.chunk).mean(0)
+        return _chunked_vmap(grad, keys, self.chunk).mean(0), target_score(logits, target)
 
 
 def example_fingerprints(x: jax.Array) -> jax.Array:
@@ -502,15 +516,13 @@ class DeepTaylor(Method):
         return comp
 
     def compute(self, apply_fn, params, x, target, key):
-        relevance, logits, target = backward(apply_fn, params, x, target, self.composite(), self.seed)
+        relevance, score = super().compute(apply_fn, params, x, target, key)
         if not self.output_relu:
-            return relevance
+            return relevance, score
         # every rule is linear in the incoming relevance, so seeding relu(f_t) is seeding f_t
         # and zeroing the examples whose f_t ≤ 0
-        target = jnp.broadcast_to(jnp.asarray(target), logits.shape[:1])
-        value = jnp.take_along_axis(jax.lax.stop_gradient(logits), target[:, None], axis=-1)[:, 0]
-        keep = (value > 0).reshape(value.shape + (1,) * (relevance.ndim - 1))
-        return jnp.where(keep, relevance, jnp.zeros_like(relevance))
+        keep = (score > 0).reshape(score.shape + (1,) * (relevance.ndim - 1))
+        return jnp.where(keep, relevance, jnp.zeros_like(relevance)), score
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -694,17 +706,20 @@ class DeepLIFT(Method):
     def compute(self, apply_fn, params, x, target, key):
         refs, shared = self._resolve(x)
         if not self.average_references:
-            return (x - refs) * self._multipliers(apply_fn, params, x, target, refs, shared)
+            multipliers, score = self._multipliers(apply_fn, params, x, target, refs, shared)
+            return (x - refs) * multipliers, score
+        logits = apply_fn(params, x)
         if target is None:
-            target = jnp.argmax(apply_fn(params, x), axis=-1)
+            target = jnp.argmax(logits, axis=-1)
 
         def one(ref):
-            return (x - ref) * self._multipliers(apply_fn, params, x, target, ref, shared)
+            return (x - ref) * self._multipliers(apply_fn, params, x, target, ref, shared)[0]
 
-        return jax.lax.map(one, refs).mean(0)
+        return jax.lax.map(one, refs).mean(0), target_score(logits, target)
 
     def _multipliers(self, apply_fn, params, x, target, ref, shared):
-        """Multipliers of the target logit w.r.t. x for one reference ``ref`` (x's shape).
+        """Multipliers of the target logit w.r.t. x for one reference ``ref`` (x's shape), and
+        the target's logit at x.
 
         The reference is evaluated alongside x (one plain forward pass); when it is the same for
         every example (``shared``) it is evaluated on one example and broadcast, if the graph
@@ -730,8 +745,10 @@ class DeepLIFT(Method):
                 env_ref = self._reveal_cancel_references(body, segments, env_x, env_ref)
             return env_ref
 
-        return backward(apply_fn, params, x, target, self.composite(), "one",
-                        reference_env=reference_env, body_reference=body_reference)[0]
+        multipliers, logits, target = backward(
+            apply_fn, params, x, target, self.composite(), "one", reference_env=reference_env,
+            body_reference=body_reference)
+        return multipliers, target_score(logits, target)
 
     @staticmethod
     def _shared_reference_env(apply_fn, params, graph, leaves, ref1):

@@ -391,10 +391,34 @@ def test_a_non_finite_attribution_is_an_error_that_says_where():
         ja.attribute(_cosine, p, x, method=ja.DeepLIFT())
     assert np.isfinite(np.asarray(ja.attribute(_cosine, p, x, method=ja.DeepLIFT(0.5)))).all()
     roots = lambda p, x: jnp.sqrt(x @ p)[:, :2]
-    with pytest.raises(ValueError, match=r"model's output at x is not finite .*examples \[0"):
+    with pytest.raises(ValueError, match=r"target class at x is not finite .*examples \[0"):
         ja.attribute(roots, p, x.at[0].set(-jnp.abs(x[0])), 0)
     # inside a user's trace: a checkify check when asked for
     fn = jax.jit(lambda x: ja.attribute(_cosine, p, x, method=ja.DeepLIFT()))
     with ja.checks_in_traces():
         err, _ = checkify.checkify(fn, errors=checkify.user_checks)(x)
     assert "not finite" in err.get()
+
+
+_LOG_METHODS = [ja.Gradient(), ja.GradientXInput(), ja.IntegratedGradients(steps=4),
+                ja.SmoothGrad(samples=2), ja.GuidedBackprop(), ja.LRP(ja.composites.attn_lrp(0.1)),
+                ja.DeepLIFT(0.5), ja.DeepLIFT(jnp.array([0.0, 0.5]), average_references=True)]
+
+
+@pytest.mark.parametrize("method", _LOG_METHODS, ids=lambda m: type(m).__name__)
+def test_a_nan_target_logit_is_an_error_even_where_the_gradient_is_finite(method):
+    """``log`` of a negative number is NaN, its derivative ``1/h`` is not: the gradient family
+    came back finite for a model whose output was NaN. The target's logit is checked too, in the
+    same program; another class's NaN logit does not matter."""
+    w = jnp.array([[1.0, 0.5], [0.3, -1.0], [0.2, 0.4]])
+    model = lambda p, x: jnp.stack([jnp.log(x @ p[:, 0] + 2.0), x @ p[:, 1]], -1)
+    x = jnp.array([[1.0, 0.5, 0.2], [-3.0, 0.1, 0.3]])  # example 1: log of a negative number
+    assert np.isnan(np.asarray(model(w, x)))[1, 0]
+    assert np.isfinite(np.asarray(jax.grad(lambda x: model(w, x)[1, 0])(x))).all()
+    with pytest.raises(ValueError, match=r"target class at x is not finite .*examples \[1\]"):
+        ja.attribute(model, w, x, 0, method=method)
+    if isinstance(method, ja.DeepLIFT):  # its secant at log's NaN reaches x through 0 · NaN
+        with pytest.raises(ValueError, match=r"for another class is, for examples \[1\]"):
+            ja.attribute(model, w, x, 1, method=method)
+    else:
+        assert np.isfinite(np.asarray(ja.attribute(model, w, x, 1, method=method))).all()
