@@ -4,8 +4,10 @@ A :class:`Composite` is an ordered tuple of ``(selector, rule)`` pairs; the firs
 matches a segment gives its rule, and a segment no selector matches keeps its ordinary gradient.
 Selectors are
 
-* a segment kind: ``"dense"``, ``"conv"``, ``"activation"``, ``"maxpool"``, ``"sum"``, ``"scale"``,
-  ``"bilinear"`` (a product of two x-dependent tensors), ``"normalise"`` (LayerNorm, RMSNorm),
+* a segment kind: ``"dense"``, ``"conv"``, ``"activation"``, ``"maxpool"``, ``"sum"`` (adds of
+  x-dependent tensors, sum and average pools, ``cumsum``, ``jax.ops.segment_sum``'s
+  scatter-add), ``"scale"``, ``"bilinear"`` (a product of two x-dependent tensors),
+  ``"normalise"`` (LayerNorm, RMSNorm),
   ``"softmax"`` (a softmax inside the model: attention weights);
 * ``"attention"``: a bilinear segment one of whose operands is a softmax output (``A·V``);
 * ``"linear"`` (dense or conv), ``"first"`` / ``"last"`` (the linear layer nearest the input /

@@ -21,7 +21,9 @@ Models (Linen unless the name ends in ``_nnx``):
   (1×1, 3×3, 1×1 convs with BatchNorm, projection shortcut, the second strided);
 * ``convnext``: patchify stem, LayerNorm, ConvNeXt block (depthwise conv, LayerNorm, GELU MLP,
   layer scale), global average pool;
-* ``mixer``: MLP-Mixer (token- and channel-mixing GELU MLPs).
+* ``mixer``: MLP-Mixer (token- and channel-mixing GELU MLPs);
+* ``gnn``: two rounds of message passing on a fixed graph over the tokens (gather at the
+  senders, ``jax.ops.segment_sum`` at the receivers, ReLU), mean readout.
 
 ``make(act)`` rebuilds an entry that has ReLUs with custom-VJP ReLUs, same parameters.
 
@@ -207,6 +209,31 @@ class Mixer(nn.Module):
         return nn.Dense(CLASSES)(nn.LayerNorm()(h).mean(axis=1))
 
 
+#: a graph on the TOKENS nodes of every example: a ring, two chords and a double edge
+def _edges():
+    ring = np.arange(TOKENS)
+    senders = np.concatenate([ring, [0, 2, 2]])
+    receivers = np.concatenate([(ring + 1) % TOKENS, [3, TOKENS - 1, TOKENS - 1]])
+    return jnp.asarray(senders), jnp.asarray(receivers)
+
+
+class GNN(nn.Module):
+    """Message passing (Gilmer et al. 2017), as jraph writes it: each round gathers the
+    senders' features, transforms them (``nn.Dense``), sums them at the receivers
+    (``jax.ops.segment_sum``, a scatter-add) and applies ``act``; mean readout over nodes."""
+    act: Callable = nn.relu
+
+    @nn.compact
+    def __call__(self, x):  # (batch, nodes, features)
+        senders, receivers = _edges()
+        h = nn.Dense(DIM)(x)
+        for _ in range(2):
+            msg = nn.Dense(DIM)(h[:, senders]).swapaxes(0, 1)  # (edges, batch, DIM)
+            agg = jax.ops.segment_sum(msg, receivers, num_segments=TOKENS).swapaxes(0, 1)
+            h = self.act(agg + nn.Dense(DIM, use_bias=False)(h))
+        return nn.Dense(CLASSES)(h.mean(axis=1))
+
+
 # ---------------------------------------------------------------------------------------------
 # NNX models
 # ---------------------------------------------------------------------------------------------
@@ -344,12 +371,13 @@ def zoo(dtype=jnp.float64, names=None) -> list:
         "convnext": lambda: _linen("convnext", _act_module(ConvNeXt, nn.gelu), image(),
                                    False),
         "mixer": lambda: _linen("mixer", _act_module(Mixer, nn.gelu), image(), False),
+        "gnn": lambda: _linen("gnn", _act_module(GNN, nn.relu), seq(), True),
     }
     return [builders[n]() for n in (names or builders)]
 
 
 NAMES = ("vit", "vit_mean_nnx", "bert", "gpt", "lstm", "gru", "gru_nnx", "resnet", "convnext",
-         "mixer")
+         "mixer", "gnn")
 
 
 def _nnx_entry(name, x, dtype):

@@ -70,8 +70,12 @@ PLUMBING = frozenset({
     "concatenate", "stack", "unstack", "pad", "rev", "copy", "copy_p", "convert_element_type",
     "reduce_precision",
     "gather", "split", "select_and_gather_add", "device_put", "sharding_constraint",
-    "mesh_cast", "reshard", "optimization_barrier",
+    "mesh_cast", "reshard", "optimization_barrier", "tile", "scatter", "dynamic_update_slice",
 })
+#: where a plumbing primitive reads integer positions (gather indices, slice starts): an
+#: x-dependent one moves *which* values are read, which no rule can credit
+INDEX_OPERANDS = {"gather": slice(1, 2), "dynamic_slice": slice(1, None), "scatter": slice(1, 2),
+                  "scatter-add": slice(1, 2), "dynamic_update_slice": slice(2, None)}
 AFFINE_CONST = frozenset({"add", "sub", "mul", "div", "neg", "add_any"})
 ELEMENTWISE = frozenset({
     "add", "sub", "mul", "div", "neg", "max", "min", "abs", "sign", "exp", "exp2", "log", "log1p",
@@ -298,11 +302,19 @@ def _segment_graph(graph: Graph) -> list:
                 # are not inputs, so no rule may send relevance there
                 seg.nodes.insert(0, pad)
                 seg.inputs = (pad.ins[0],)
+        elif any(is_var(a) and a in tainted for a in node.ins[INDEX_OPERANDS.get(prim, slice(0))]):
+            raise UnsupportedPrimitiveError(
+                f"'{prim}' {_where(node)} reads at positions computed from the explained input x "
+                "(indices from a rounded or cast value); no rule can credit the change of which "
+                "values are read. Compute the positions from something other than x, or wrap "
+                "them in jax.lax.stop_gradient for LRP to take them as constants (DeepLIFT "
+                "refuses that too: they differ at the reference).")
         elif prim in PLUMBING or (prim == "select_n" and node.ins[0] not in tainted):
             continue
         elif prim in AFFINE_CONST and len(uniq) == 1 and _affine_operand_ok(node, uniq[0]):
             seg = Segment("scale", [node], tuple(uniq))
-        elif prim in SUMS or (prim in ("add", "sub", "add_any") and len(uniq) > 1):
+        elif prim in SUMS or prim == "scatter-add" or (prim in ("add", "sub", "add_any")
+                                                      and len(uniq) > 1):
             seg = Segment("sum", [node], tuple(uniq))
         elif prim in MAXES or (prim in ("max", "min") and len(uniq) > 1):
             seg = Segment("maxpool", [node], tuple(uniq))
