@@ -9,7 +9,9 @@ where the batch axis of ``x`` is in every x-dependent value (through layout chan
 convolutions, reductions over other axes, ``scan`` and ``cond`` bodies) and raises
 :class:`BatchCouplingError`, naming the operation and its module path, at the first one that
 combines different examples: a reduction, cumulative sum, sort or pooling window over the batch
-axis, a product that contracts it or pairs two examples, a convolution over it.
+axis, a product that contracts it or pairs two examples, a convolution over it, a ``scan`` over
+the examples whose carry takes one example into another's result (or into a final carry the
+model uses).
 
 The check is static (no values, no extra program: a walk over the trace at compile time) and
 errs on the side of silence: where it cannot follow the batch axis (a gather, slice or
@@ -24,7 +26,7 @@ import math
 from typing import Optional
 
 from .segment import ELEMENTWISE
-from .trace import Graph, Lit
+from .trace import Graph, Lit, _forward_taint
 
 __all__ = ["BatchCouplingError", "check_batch_independent"]
 
@@ -168,7 +170,7 @@ def _step(node, axes: list, graph: Graph, batch: int, states: dict) -> list:
         ks = {kk for _, kk in known}
         return [k if len(ks) == 1 and p["dimension"] != k else None]
     if prim == "scan" and node.bodies:
-        return _scan(node, axes, batch, states)
+        return _scan(node, axes, graph, batch, states)
     if prim == "cond" and node.bodies:
         if axes[0] is not None:
             raise _Coupled("chooses one branch for the whole batch from x")
@@ -184,13 +186,14 @@ def _bind(body: Graph, axes, states: dict) -> dict:
     return out
 
 
-def _scan(node, axes: list, batch: int, states: dict) -> list:
+def _scan(node, axes: list, graph: Graph, batch: int, states: dict) -> list:
     p = node.params
     n_c, n_k = p["num_consts"], p["num_carry"]
     (body,) = node.bodies
     consts, carry, xs = axes[:n_c], axes[n_c:n_c + n_k], axes[n_c + n_k:]
-    if any(k == 0 for k in xs):
-        return [None] * len(node.outs)  # scanning over the batch itself: not followed
+    if any(k == 0 for k in xs):  # scanning over the examples: a carry may take one to the next
+        _carried_over(node, [k == 0 for k in xs], graph)
+        return [None] * len(node.outs)  # otherwise (``lax.map``): not followed
     xs = [None if k is None else k - 1 for k in xs]
     for _ in range(2):  # a carry whose axis moves in the body is not followed
         outs = _walk(body, _bind(body, list(consts) + list(carry) + xs, states), batch)
@@ -200,6 +203,31 @@ def _scan(node, axes: list, batch: int, states: dict) -> list:
         carry = settled
     ys = [None if k is None else k + 1 for k in outs[n_k:]]
     return list(carry) + ys
+
+
+def _carried_over(node, over_batch: list, graph: Graph) -> None:
+    """Raise if a ``scan`` over the examples carries what it saw of one example into what it
+    returns for another, or into a final carry the model goes on to use."""
+    n_c, n_k = node.params["num_consts"], node.params["num_carry"]
+    (body,) = node.bodies
+    seen = _forward_taint(body, {v for v, b in zip(body.invars[n_c + n_k:], over_batch) if b})
+    carried = {i for i in range(n_k) if body.outvars[i] in seen}
+    while True:  # what the carry reaches on later steps (through other carries too)
+        reach = _forward_taint(body, {body.invars[n_c + i] for i in carried})
+        more = carried | {i for i in range(n_k) if body.outvars[i] in reach}
+        if more == carried:
+            break
+        carried = more
+    if not carried:
+        return
+    if any(not isinstance(a, Lit) and a in reach for a in body.outvars[n_k:]):
+        raise _Coupled("scans over the batch axis with a carry: what it returns for one example "
+                       "depends on the examples before it")
+    read = {a for n in graph.nodes for a in n.ins if not isinstance(a, Lit)}
+    read |= {a for a in graph.outvars if not isinstance(a, Lit)}
+    if any(node.outs[i] in read for i in carried):
+        raise _Coupled("scans over the batch axis and uses its final carry, which depends on "
+                       "every example")
 
 
 def _dot(dimension_numbers, axes: list, ranks: list) -> Optional[int]:

@@ -87,6 +87,14 @@ COUPLED = {
         lambda p, x: jax.lax.scan(lambda c, xt: (c + xt - xt.mean(0), None), jnp.zeros((4, 4)),
                                   jnp.swapaxes(x, 0, 1))[0] @ p,
         "reduce_sum", "reduces over the batch axis 0"),
+    "a running mean carried over the examples": (
+        lambda p, x: jax.lax.scan(lambda c, xi: (0.5 * (c + xi.sum(0)), (xi.sum(0) - c) @ p),
+                                  jnp.zeros(4), x)[1],
+        "scan", "scans over the batch axis with a carry"),
+    "a total carried over the examples, then used": (
+        lambda p, x: x.sum(1) @ p - jax.lax.scan(lambda c, xi: (c + xi.sum(0), None),
+                                                 jnp.zeros(4), x)[0] @ p,
+        "scan", "uses its final carry"),
 }
 
 
@@ -117,6 +125,10 @@ INDEPENDENT = {
     "fancy indexing along the tokens": lambda p, x: x[:, jnp.array([4, 0, 2])].max(1) @ p,
     "a scan over the examples themselves (not followed)": lambda p, x: jax.lax.map(
         lambda xi: xi.sum(0) @ p, x),
+    "a scan over the examples counting them": lambda p, x: jax.lax.scan(
+        lambda c, xi: (c + 1.0, xi.sum(0) @ p * c), 1.0, x)[1],
+    "a scan over the examples whose total is not used": lambda p, x: jax.lax.scan(
+        lambda c, xi: (c + xi.sum(0), xi.sum(0) @ p), jnp.zeros(4), x)[1],
 }
 
 
