@@ -59,7 +59,7 @@ from tqdm.auto import tqdm
 
 from jaxattr import precision as _precision
 from jaxattr.engine.batch import check_batch_independent
-from jaxattr.engine.trace import trace
+from jaxattr.engine.trace import Lit, trace
 from jaxattr.evaluation import regions
 from jaxattr.evaluation.perturbation import (
     PerturbationFn,
@@ -121,19 +121,21 @@ def _check_model(apply_fn: ApplyFn, params: Any, x: jax.Array) -> int:
     if not callable(apply_fn):
         raise TypeError(f"apply_fn must be a callable (params, x) -> logits; got {type(apply_fn).__name__}.")
     try:
-        out = jax.eval_shape(apply_fn, params, jax.ShapeDtypeStruct(x.shape, x.dtype))
+        graph = trace(apply_fn, params, x)  # one trace: the output's shape and the batch check
     except (TypeError, ValueError) as error:
         kind = TypeError if isinstance(error, TypeError) else ValueError
         raise kind(
             f"apply_fn(params, x) fails on x of shape {x.shape}, read as {regions.layout(x.shape)}: {error}"
         ) from error
-    shape = getattr(out, "shape", None)
+    (out,) = graph.outvars if jax.tree_util.treedef_is_leaf(graph.out_tree) else (None,)
+    shape = None if out is None else np.shape(out.value) if isinstance(out, Lit) else graph.avals[out].shape
     if shape is None or len(shape) != 2 or shape[0] != x.shape[0]:
+        what = "a " + str(graph.out_tree).replace("PyTreeDef", "pytree ") if out is None else shape
         raise ValueError(
             f"apply_fn(params, x) must return logits of shape (batch, n_classes) with batch={x.shape[0]}; "
-            f"got {shape if shape is not None else type(out).__name__}."
+            f"got {what}."
         )
-    check_batch_independent(trace(apply_fn, params, x))
+    check_batch_independent(graph)
     return int(shape[1])
 
 
