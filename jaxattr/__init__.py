@@ -21,6 +21,7 @@ from .api import explain as explain
 from .engine import UnsupportedPrimitiveError as UnsupportedPrimitiveError
 from .engine.batch import BatchCouplingError as BatchCouplingError
 from .methods import LRP as LRP
+from .methods import CompletenessWarning as CompletenessWarning
 from .methods import DeconvNet as DeconvNet
 from .methods import DeepLIFT as DeepLIFT
 from .methods import DeepTaylor as DeepTaylor
@@ -37,4 +38,4 @@ __all__ = ["attribute", "explain", "checks_in_traces", "Method", "Gradient", "Gr
            "SmoothGrad", "DeconvNet", "GuidedBackprop", "DeepTaylor", "LRP", "DeepLIFT", "rules",
            "composites", "engine", "evaluation", "precision", "weight_norm", "xla",
            "UnsupportedPrimitiveError",
-           "BatchCouplingError"]
+           "BatchCouplingError", "CompletenessWarning"]

@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import os
 import sys
+import warnings
 from typing import Any, Callable, Optional
 
 import jax
@@ -35,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
+from . import methods as _methods
 from . import precision as _precision
 from .methods import Gradient, Method
 from .xla import backward_options
@@ -165,6 +167,8 @@ _NAN_X = (1, "x contains NaN or Inf values; attributions of non-finite inputs ar
 _RANGE_BIT = 2
 #: the attribution itself is not finite (its message is chosen on the host: see _raise)
 _NONFINITE_BIT = 1 << 30
+#: a warning, not an error: Integrated Gradients misses completeness (see _warn_incomplete)
+_INCOMPLETE_BIT = 1 << 29
 _NONFINITE = ("the attribution is not finite (NaN or Inf), or the model's output for the target "
               "class at x is not: the model's output at x, or at a reference, baseline or noisy "
               "copy the method evaluates, is not finite")
@@ -229,7 +233,7 @@ def _program(apply_fn, method: Method, nested, params, x, target, key, data):
                        _nan_data(method, name, 4 << i)))
     if method.needs_key and key is None:
         key = jax.random.key(0)
-    relevance, score = method.compute(apply_fn, params, x, target, key)
+    relevance, score, gap = method.compute(apply_fn, params, x, target, key)
     finite = jnp.all(jnp.isfinite(relevance)) & jnp.all(jnp.isfinite(score))
     checks.append((finite, (_NONFINITE_BIT, _NONFINITE)))
     if nested:
@@ -237,6 +241,8 @@ def _program(apply_fn, method: Method, nested, params, x, target, key, data):
             for ok, (_, message) in checks:
                 checkify.debug_check(ok, message)
         return relevance
+    if gap is not None:  # a warning, not an error: only where the host can issue it
+        checks.append((~jnp.any(gap > method.completeness_warning), (_INCOMPLETE_BIT, "")))
     status = sum(jnp.where(ok, 0, bit) for ok, (bit, _) in checks)
     return relevance, jnp.asarray(status, jnp.int32)
 
@@ -256,6 +262,33 @@ def _raise(status: int, apply_fn, method, params, x, target, data):
     if status & _NONFINITE_BIT:
         raise ValueError(_nonfinite_message(apply_fn, method, params, x, target))
     raise AssertionError(f"unknown status {status}")  # pragma: no cover
+
+
+def _warn_incomplete(apply_fn, method, params, x, target, data, relevance) -> None:
+    """Integrated Gradients' attributions miss ``f_t(x) − f_t(x₀)`` by more than the method's
+    ``completeness_warning``: say for which examples and by how much (host side, on this path
+    only: two forward passes)."""
+    if data:
+        method = dataclasses.replace(method, **data)
+    f = jax.jit(apply_fn)
+    logits = f(params, x)
+    t = jnp.argmax(logits, axis=-1) if target is None else target
+    x0 = _methods._as_reference(method.baseline, x)
+    score, base = (_methods.target_score(v, t) for v in (logits, f(params, x0)))
+    gap = np.asarray(_methods.completeness_gap(jnp.asarray(relevance), score, base))
+    bad = np.flatnonzero(gap > method.completeness_warning)
+    warnings.warn(
+        f"IntegratedGradients(steps={method.steps}): the attributions of examples "
+        f"{bad.tolist()[:10]} miss completeness (Σ R = f_t(x) − f_t(baseline)) by "
+        f"{', '.join(f'{g:.0%}' for g in gap[bad][:10])} of the change. The quadrature does not "
+        "follow the path integral: too few steps for how much the gradient changes along the "
+        "path, or a model that changes abruptly near the baseline (a LayerNorm after "
+        "bias-free layers sees a constant input at the zero baseline). Use "
+        "more steps, a baseline where the model is not degenerate (a constant other than 0, "
+        "the data mean), or ja.DeepLIFT, which sums to the change exactly; "
+        "completeness_warning=None turns this check off (this warning is issued once per "
+        "explained function).",
+        _methods.CompletenessWarning, stacklevel=3)
 
 
 def _nonfinite_message(apply_fn, method, params, x, target) -> str:
@@ -298,6 +331,7 @@ def _make_explain(apply_fn: Callable, method: Method, precision: Optional[str] =
     # (data names passed at call time, resolved precision) -> (top-level jit, nested jit): a
     # precision never reuses another's program (jax's own jit cache keys on it too)
     programs: dict = {}
+    warned: list = []  # whether this function has issued its CompletenessWarning
 
     def nested_for(names: frozenset, resolved: str, checked: bool):
         if ("nested", names, resolved, checked) not in programs:
@@ -335,8 +369,11 @@ def _make_explain(apply_fn: Callable, method: Method, precision: Optional[str] =
             top_level = top_level_for(names, resolved)
             relevance, status = top_level(params, x, target, key, data)
         status = int(np.asarray(status))  # waits for the program, whose result is read next anyway
-        if status:
+        if status & ~_INCOMPLETE_BIT:
             _raise(status, apply_fn, method, params, x, target, data)
+        if status and not warned:  # once per explained function: a loop would repeat it
+            warned.append(True)
+            _warn_incomplete(apply_fn, method, params, x, target, data, relevance)
         return relevance
 
     return fn

@@ -11,7 +11,7 @@ target logit's difference from the reference.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, ClassVar, Optional, Union
+from typing import Any, Callable, ClassVar, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -94,6 +94,31 @@ def backward(apply_fn: Callable, params: Any, x: Array, target: Optional[Array],
     return grad, logits, target
 
 
+class CompletenessWarning(UserWarning):
+    """Integrated Gradients' attributions miss ``f_t(x) − f_t(x₀)`` by more than the method's
+    ``completeness_warning`` (issued once per explained function)."""
+
+
+class Explained(NamedTuple):
+    """What :meth:`Method.compute` returns."""
+
+    relevance: Array  #: the attribution, x's shape
+    score: Array  #: the target's logit at x, per example
+    #: the relative completeness gap per example (:func:`completeness_gap`), where the method
+    #: checks one (Integrated Gradients)
+    gap: Optional[Array] = None
+
+
+def completeness_gap(relevance: Array, score: Array, base_score: Array) -> Array:
+    """``|Σ R − (f_t(x) − f_t(x₀))|`` per example, relative to ``|f_t(x) − f_t(x₀)|`` (at
+    least 1 % of the larger ``|f_t|``, so that an output that hardly changes is not flagged for
+    a rounding-sized gap)."""
+    delta = score - base_score
+    total = relevance.reshape(relevance.shape[0], -1).sum(1)
+    scale = jnp.maximum(jnp.abs(delta), 0.01 * jnp.maximum(jnp.abs(score), jnp.abs(base_score)))
+    return jnp.abs(total - delta) / jnp.maximum(scale, jnp.finfo(relevance.dtype).tiny)
+
+
 def target_score(logits: Array, target: Array) -> Array:
     """The target's logit per example, ``logits[i, target[i]]`` (no gradient flows through it)."""
     target = jnp.broadcast_to(jnp.asarray(target), logits.shape[:1])
@@ -174,13 +199,13 @@ class Method:
     def composite(self) -> Composite:
         return Composite()
 
-    def compute(self, apply_fn, params, x, target, key) -> tuple[Array, Array]:
-        """``(relevance, score)``: the attribution, and the target's logit at ``x`` per example
-        (``ja.explain`` refuses a non-finite one: a finite gradient of a NaN output, such as
-        ``log`` of a negative number's, is no attribution)."""
+    def compute(self, apply_fn, params, x, target, key) -> Explained:
+        """The attribution and the target's logit at ``x`` per example (``ja.explain`` refuses
+        a non-finite one: a finite gradient of a NaN output, such as ``log`` of a negative
+        number's, is no attribution)."""
         relevance, logits, target = backward(apply_fn, params, x, target, self.composite(),
                                              self.seed, strict=self.strict)
-        return relevance, target_score(logits, target)
+        return Explained(relevance, target_score(logits, target))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -198,8 +223,8 @@ class GradientXInput(Method):
     strict: ClassVar[bool] = False
 
     def compute(self, apply_fn, params, x, target, key):
-        grad, score = super().compute(apply_fn, params, x, target, key)
-        return x * grad, score
+        grad, score, _ = super().compute(apply_fn, params, x, target, key)
+        return Explained(x * grad, score)
 
 
 SEEDS = ("one", "logit")
@@ -335,8 +360,12 @@ class IntegratedGradients(Method):
     batches of 128 and more (measured fastest), more nodes per chunk for smaller batches; on
     other backends 8 nodes.
 
-    **Completeness** (``Σ R = f_t(x) − f_t(x₀)``) holds up to the quadrature's error; check it
-    with :func:`jaxattr.evaluation.checks.summation_to_delta`. It converges slowly where the
+    **Completeness** (``Σ R = f_t(x) − f_t(x₀)``) holds up to the quadrature's error.
+    ``ja.explain``/``ja.attribute`` check it in the same program (one more forward pass, at
+    the baseline) and warn (:class:`CompletenessWarning`, naming the examples and their gaps,
+    once per explained function) where it misses
+    by more than ``completeness_warning`` (default 0.1) of ``|f_t(x) − f_t(x₀)|`` (at least 1 %
+    of the larger ``|f_t|``); ``None`` turns the check off. It converges slowly where the
     integrand is nearly singular: a LayerNorm whose input is constant at the baseline (the zero
     baseline after bias-free layers, as in ConvNeXt or an MLP-Mixer) normalises ``α·h`` to its
     full size within ``α ≈ √ε/σ(h)`` of the baseline (1e-3 for ε = 1e-6), so nearly all of the
@@ -359,12 +388,16 @@ class IntegratedGradients(Method):
     baseline: Union[float, tuple] = 0.0
     rule: str = "gausslegendre"
     chunk: Union[int, None, str] = "auto"
+    completeness_warning: Optional[float] = 0.1
     data_fields: ClassVar[tuple] = ("baseline",)
     strict: ClassVar[bool] = False
 
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"IntegratedGradients steps must be >= 1, got {self.steps}")
+        if self.completeness_warning is not None and not self.completeness_warning > 0:
+            raise ValueError("IntegratedGradients completeness_warning must be a positive "
+                             f"fraction or None, got {self.completeness_warning}")
         _path_nodes(self.steps, self.rule)
         _check_chunk(self, self.chunk, auto=True)
 
@@ -381,7 +414,12 @@ class IntegratedGradients(Method):
         grad = lambda a: backward(apply_fn, params, x0 + a * (x - x0), target, Composite(),
                                   strict=False)[0]
         grads = _chunked_vmap(grad, alphas, self.resolved_chunk(x.shape[0]))
-        return (x - x0) * jnp.tensordot(weights, grads, axes=1), target_score(logits, target)
+        relevance = (x - x0) * jnp.tensordot(weights, grads, axes=1)
+        score = target_score(logits, target)
+        if self.completeness_warning is None:
+            return Explained(relevance, score)
+        base = target_score(apply_fn(params, x0), target)  # one forward, beside `steps` gradients
+        return Explained(relevance, score, completeness_gap(relevance, score, base))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -421,7 +459,8 @@ class SmoothGrad(Method):
             return x + scale * jax.vmap(draw)(prints)
 
         grad = lambda k: backward(apply_fn, params, noisy(k), target, Composite(), strict=False)[0]
-        return _chunked_vmap(grad, keys, self.chunk).mean(0), target_score(logits, target)
+        relevance = _chunked_vmap(grad, keys, self.chunk).mean(0)
+        return Explained(relevance, target_score(logits, target))
 
 
 def example_fingerprints(x: jax.Array) -> jax.Array:
@@ -516,13 +555,13 @@ class DeepTaylor(Method):
         return comp
 
     def compute(self, apply_fn, params, x, target, key):
-        relevance, score = super().compute(apply_fn, params, x, target, key)
+        relevance, score, _ = super().compute(apply_fn, params, x, target, key)
         if not self.output_relu:
-            return relevance, score
+            return Explained(relevance, score)
         # every rule is linear in the incoming relevance, so seeding relu(f_t) is seeding f_t
         # and zeroing the examples whose f_t ≤ 0
         keep = (score > 0).reshape(score.shape + (1,) * (relevance.ndim - 1))
-        return jnp.where(keep, relevance, jnp.zeros_like(relevance)), score
+        return Explained(jnp.where(keep, relevance, jnp.zeros_like(relevance)), score)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -707,7 +746,7 @@ class DeepLIFT(Method):
         refs, shared = self._resolve(x)
         if not self.average_references:
             multipliers, score = self._multipliers(apply_fn, params, x, target, refs, shared)
-            return (x - refs) * multipliers, score
+            return Explained((x - refs) * multipliers, score)
         logits = apply_fn(params, x)
         if target is None:
             target = jnp.argmax(logits, axis=-1)
@@ -715,7 +754,7 @@ class DeepLIFT(Method):
         def one(ref):
             return (x - ref) * self._multipliers(apply_fn, params, x, target, ref, shared)[0]
 
-        return jax.lax.map(one, refs).mean(0), target_score(logits, target)
+        return Explained(jax.lax.map(one, refs).mean(0), target_score(logits, target))
 
     def _multipliers(self, apply_fn, params, x, target, ref, shared):
         """Multipliers of the target logit w.r.t. x for one reference ``ref`` (x's shape), and
