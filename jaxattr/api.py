@@ -169,6 +169,15 @@ _RANGE_BIT = 2
 _NONFINITE_BIT = 1 << 30
 #: a warning, not an error: Integrated Gradients misses completeness (see _warn_incomplete)
 _INCOMPLETE_BIT = 1 << 29
+#: DeepLIFT's contributions do not sum to delta (its message is completed on the host)
+_INEXACT_BIT = 1 << 28
+_INEXACT = ("DeepLIFT's contributions do not sum to f_t(x) − f_t(reference) (summation to "
+            "delta), which they must exactly")
+
+
+def _full_precision() -> bool:
+    """Whether the program being traced multiplies matrices in full float32 (or float64)."""
+    return str(jax.config.jax_default_matmul_precision) in ("highest", "float32", "None")
 _NONFINITE = ("the attribution is not finite (NaN or Inf), or the model's output for the target "
               "class at x is not: the model's output at x, or at a reference, baseline or noisy "
               "copy the method evaluates, is not finite")
@@ -236,18 +245,22 @@ def _program(apply_fn, method: Method, nested, params, x, target, key, data):
     relevance, score, gap = method.compute(apply_fn, params, x, target, key)
     finite = jnp.all(jnp.isfinite(relevance)) & jnp.all(jnp.isfinite(score))
     checks.append((finite, (_NONFINITE_BIT, _NONFINITE)))
+    # summation to delta: an error for an exact method (at full matmul precision), a warning
+    # (top level only: it needs the host) for one that approximates it
+    if gap is not None and method.exact and _full_precision():
+        checks.append((~jnp.any(gap > method.delta_tolerance), (_INEXACT_BIT, _INEXACT)))
     if nested:
         if nested == "checked":
             for ok, (_, message) in checks:
                 checkify.debug_check(ok, message)
         return relevance
-    if gap is not None:  # a warning, not an error: only where the host can issue it
+    if gap is not None and not method.exact:
         checks.append((~jnp.any(gap > method.completeness_warning), (_INCOMPLETE_BIT, "")))
     status = sum(jnp.where(ok, 0, bit) for ok, (bit, _) in checks)
     return relevance, jnp.asarray(status, jnp.int32)
 
 
-def _raise(status: int, apply_fn, method, params, x, target, data):
+def _raise(status: int, apply_fn, method, params, x, target, data, relevance=None):
     """The ``ValueError`` of the first failed value check (only on the error path)."""
     if status & _NAN_X[0]:
         raise ValueError(_NAN_X[1])
@@ -261,22 +274,40 @@ def _raise(status: int, apply_fn, method, params, x, target, data):
             raise ValueError(_nan_data(method, name, 0)[1])
     if status & _NONFINITE_BIT:
         raise ValueError(_nonfinite_message(apply_fn, method, params, x, target))
+    if status & _INEXACT_BIT:
+        bad, gap = _completeness_gaps(apply_fn, method, params, x, target, data, relevance,
+                                      method.delta_tolerance)
+        raise ValueError(
+            f"{_INEXACT} for examples {bad.tolist()[:10]}: they miss it by "
+            f"{', '.join(f'{g:.2g}' for g in gap[bad][:10])} of the change. Either float32 "
+            "cancellation — contributions many times the change (DeepLIFT(normalise="
+            "'symmetric') at a LayerNorm whose input is constant at the reference): use the "
+            "default normalise='scale_first', or float64 (jax.experimental.enable_x64) — or a "
+            "part of the model that no rule covers exactly: please report it with the model. "
+            "delta_tolerance=None turns this check off.")
     raise AssertionError(f"unknown status {status}")  # pragma: no cover
 
 
-def _warn_incomplete(apply_fn, method, params, x, target, data, relevance) -> None:
-    """Integrated Gradients' attributions miss ``f_t(x) − f_t(x₀)`` by more than the method's
-    ``completeness_warning``: say for which examples and by how much (host side, on this path
-    only: two forward passes)."""
+def _completeness_gaps(apply_fn, method, params, x, target, data, relevance, tolerance):
+    """``(examples whose gap exceeds tolerance, every example's gap)``, recomputed on the host
+    from the attribution (error and warning paths only: a forward pass per reference)."""
     if data:
         method = dataclasses.replace(method, **data)
     f = jax.jit(apply_fn)
     logits = f(params, x)
     t = jnp.argmax(logits, axis=-1) if target is None else target
-    x0 = _methods._as_reference(method.baseline, x)
-    score, base = (_methods.target_score(v, t) for v in (logits, f(params, x0)))
+    refs = method.reference_points(x)
+    base = sum(_methods.target_score(f(params, r), t) for r in refs) / len(refs)
+    score = _methods.target_score(logits, t)
     gap = np.asarray(_methods.completeness_gap(jnp.asarray(relevance), score, base))
-    bad = np.flatnonzero(gap > method.completeness_warning)
+    return np.flatnonzero(gap > tolerance), gap
+
+
+def _warn_incomplete(apply_fn, method, params, x, target, data, relevance) -> None:
+    """Integrated Gradients' attributions miss ``f_t(x) − f_t(x₀)`` by more than the method's
+    ``completeness_warning``: say for which examples and by how much."""
+    bad, gap = _completeness_gaps(apply_fn, method, params, x, target, data, relevance,
+                                  method.completeness_warning)
     warnings.warn(
         f"IntegratedGradients(steps={method.steps}): the attributions of examples "
         f"{bad.tolist()[:10]} miss completeness (Σ R = f_t(x) − f_t(baseline)) by "
@@ -370,7 +401,7 @@ def _make_explain(apply_fn: Callable, method: Method, precision: Optional[str] =
             relevance, status = top_level(params, x, target, key, data)
         status = int(np.asarray(status))  # waits for the program, whose result is read next anyway
         if status & ~_INCOMPLETE_BIT:
-            _raise(status, apply_fn, method, params, x, target, data)
+            _raise(status, apply_fn, method, params, x, target, data, relevance)
         if status and not warned:  # once per explained function: a loop would repeat it
             warned.append(True)
             _warn_incomplete(apply_fn, method, params, x, target, data, relevance)

@@ -1,6 +1,7 @@
 """ja.attribute / ja.explain: the contract and clear errors for bad input."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -424,11 +425,11 @@ def test_a_nan_target_logit_is_an_error_even_where_the_gradient_is_finite(method
         assert np.isfinite(np.asarray(ja.attribute(model, w, x, 1, method=method))).all()
 
 
-def _degenerate_at_zero(p, x):
+def _degenerate_at_zero(p, x, eps=1e-6):
     """A LayerNorm after a bias-free layer: its input is constant (0) at the zero baseline, so
     the normalised value jumps to full size within √ε/σ of it and IG's nodes miss the jump."""
     h = x @ p
-    h = (h - h.mean(-1, keepdims=True)) * jax.lax.rsqrt(h.var(-1, keepdims=True) + 1e-6)
+    h = (h - h.mean(-1, keepdims=True)) * jax.lax.rsqrt(h.var(-1, keepdims=True) + eps)
     return h @ jnp.linspace(-1.0, 1.0, 8).reshape(4, 2)
 
 
@@ -458,3 +459,33 @@ def test_integrated_gradients_warns_where_it_misses_completeness():
                                        ja.IntegratedGradients(steps=8)))(x)
     with pytest.raises(ValueError, match="completeness_warning must be a positive"):
         ja.IntegratedGradients(completeness_warning=0.0)
+
+
+def test_deeplift_contributions_that_miss_delta_are_an_error():
+    """DeepLIFT sums to delta exactly, so a gap (checked in the same program; the output at the
+    reference comes with its evaluation) is an error, not an answer: float32 cancellation of
+    the paper's symmetric split at a LayerNorm whose input is constant at the reference, and a
+    reference that takes another ``cond`` branch than x."""
+    p = jax.random.normal(jax.random.key(1), (5, 4))
+    x = jax.random.normal(jax.random.key(2), (3, 5))
+    f = functools.partial(_degenerate_at_zero, eps=1e-10)  # the scale rsqrt(ε) = 1e5 at 0
+    with pytest.raises(ValueError, match=r"do not sum to f_t\(x\) − f_t\(reference\).* examples "
+                                         r"\[.*normalise='scale_first'"):
+        ja.attribute(f, p, x, 0, ja.DeepLIFT(normalise="symmetric"))
+    ja.attribute(f, p, x, 0, ja.DeepLIFT(normalise="symmetric", delta_tolerance=None))  # asked
+    c = ja.attribute(f, p, x, 0, ja.DeepLIFT())  # the default split is exact
+    delta = f(p, x)[:, 0] - f(p, 0 * x)[:, 0]
+    np.testing.assert_allclose(c.sum(1), delta, rtol=1e-4)
+
+    def branches(p, x):  # one example: x takes the relu branch, the zero reference the other
+        h = x @ p
+        return jax.lax.cond(x.sum() > 0, jax.nn.relu, lambda h: 2.0 * h + 1.0, h)
+
+    xb = jnp.abs(x[:1])
+    with pytest.raises(ValueError, match=r"do not sum to .*examples \[0\]"):
+        ja.attribute(branches, p, xb, 1, ja.DeepLIFT())
+    c = ja.attribute(branches, p, xb, 1, ja.DeepLIFT(0.01))  # the same branch: exact
+    np.testing.assert_allclose(c.sum(), branches(p, xb)[0, 1] - branches(p, 0 * xb + 0.01)[0, 1],
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="delta_tolerance must be a positive"):
+        ja.DeepLIFT(delta_tolerance=0.0)
