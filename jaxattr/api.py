@@ -167,6 +167,9 @@ _NAN_X = (1, "x contains NaN or Inf values; attributions of non-finite inputs ar
 _RANGE_BIT = 2
 #: the attribution itself is not finite (its message is chosen on the host: see _raise)
 _NONFINITE_BIT = 1 << 30
+_NONFINITE = ("the attribution is not finite (NaN or Inf), or the model's output for the target "
+              "class at x is not: the model's output at x, or at a reference, baseline or noisy "
+              "copy the method evaluates, is not finite")
 #: a warning, not an error: Integrated Gradients misses completeness (see _warn_incomplete)
 _INCOMPLETE_BIT = 1 << 29
 #: DeepLIFT's contributions do not sum to delta (its message is completed on the host)
@@ -176,11 +179,9 @@ _INEXACT = ("DeepLIFT's contributions do not sum to f_t(x) − f_t(reference) (s
 
 
 def _full_precision() -> bool:
-    """Whether the program being traced multiplies matrices in full float32 (or float64)."""
-    return str(jax.config.jax_default_matmul_precision) in ("highest", "float32", "None")
-_NONFINITE = ("the attribution is not finite (NaN or Inf), or the model's output for the target "
-              "class at x is not: the model's output at x, or at a reference, baseline or noisy "
-              "copy the method evaluates, is not finite")
+    """Whether the program being traced multiplies matrices in full float32 (or float64):
+    ``precision="float32"``, jaxattr's default (on a GPU the backend's default is TF32)."""
+    return str(jax.config.jax_default_matmul_precision) in ("highest", "float32")
 
 
 def _nan_data(method: Method, name: str, bit: int):

@@ -105,7 +105,7 @@ class Explained(NamedTuple):
     relevance: Array  #: the attribution, x's shape
     score: Array  #: the target's logit at x, per example
     #: the relative completeness gap per example (:func:`completeness_gap`), where the method
-    #: checks one (Integrated Gradients)
+    #: checks one (Integrated Gradients, DeepLIFT)
     gap: Optional[Array] = None
 
 
@@ -366,9 +366,9 @@ class IntegratedGradients(Method):
     **Completeness** (``Σ R = f_t(x) − f_t(x₀)``) holds up to the quadrature's error.
     ``ja.explain``/``ja.attribute`` check it in the same program (one more forward pass, at
     the baseline) and warn (:class:`CompletenessWarning`, naming the examples and their gaps,
-    once per explained function) where it misses
-    by more than ``completeness_warning`` (default 0.1) of ``|f_t(x) − f_t(x₀)|`` (at least 1 %
-    of the larger ``|f_t|``); ``None`` turns the check off. It converges slowly where the
+    once per explained function) where it misses by more than ``completeness_warning``
+    (default 0.1) of ``|f_t(x) − f_t(x₀)|`` (at least 1 % of the larger ``|f_t|``); ``None``
+    turns the check off. It converges slowly where the
     integrand is nearly singular: a LayerNorm whose input is constant at the baseline (the zero
     baseline after bias-free layers, as in ConvNeXt or an MLP-Mixer) normalises ``α·h`` to its
     full size within ``α ≈ √ε/σ(h)`` of the baseline (1e-3 for ε = 1e-6), so nearly all of the
