@@ -327,8 +327,8 @@ def _nonfinite_message(apply_fn, method, params, x, target) -> str:
     """Why an attribution (or the target's logit) is not finite: the model's output at ``x``
     (run once more, on this error path only), else what the method evaluates besides ``x``."""
     logits = np.asarray(jax.jit(apply_fn)(params, x))
-    t = np.argmax(logits, axis=-1) if target is None else np.broadcast_to(target, x.shape[:1])
-    bad = np.flatnonzero(~np.isfinite(np.take_along_axis(logits, t[:, None], axis=-1)[:, 0]))
+    t = np.argmax(logits, axis=-1) if target is None else target
+    bad = np.flatnonzero(~np.isfinite(np.asarray(_methods.target_score(logits, t))))
     name = type(method).__name__
     if bad.size:
         return (f"the model's output for the target class at x is not finite (NaN or Inf) for "
@@ -363,7 +363,7 @@ def _make_explain(apply_fn: Callable, method: Method, precision: Optional[str] =
     # (data names passed at call time, resolved precision) -> (top-level jit, nested jit): a
     # precision never reuses another's program (jax's own jit cache keys on it too)
     programs: dict = {}
-    warned: list = []  # whether this function has issued its CompletenessWarning
+    warned = False  # whether this function has issued its CompletenessWarning
 
     def nested_for(names: frozenset, resolved: str, checked: bool):
         if ("nested", names, resolved, checked) not in programs:
@@ -387,6 +387,7 @@ def _make_explain(apply_fn: Callable, method: Method, precision: Optional[str] =
         return programs["top", names, resolved]
 
     def fn(params, x, target=None, key=None, **data):
+        nonlocal warned
         _check_x(x)
         target = _check_target(target, x.shape[0])
         key = _check_key(key) if method.needs_key else None
@@ -404,7 +405,7 @@ def _make_explain(apply_fn: Callable, method: Method, precision: Optional[str] =
         if status & ~_INCOMPLETE_BIT:
             _raise(status, apply_fn, method, params, x, target, data, relevance)
         if status and not warned:  # once per explained function: a loop would repeat it
-            warned.append(True)
+            warned = True
             _warn_incomplete(apply_fn, method, params, x, target, data, relevance)
         return relevance
 

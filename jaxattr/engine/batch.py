@@ -223,9 +223,8 @@ def _carried_over(node, over_batch: list, graph: Graph) -> None:
     if any(not isinstance(a, Lit) and a in reach for a in body.outvars[n_k:]):
         raise _Coupled("scans over the batch axis with a carry: what it returns for one example "
                        "depends on the examples before it")
-    read = {a for n in graph.nodes for a in n.ins if not isinstance(a, Lit)}
-    read |= {a for a in graph.outvars if not isinstance(a, Lit)}
-    if any(node.outs[i] in read for i in carried):
+    users = graph.consumers()
+    if any(node.outs[i] in users or node.outs[i] in graph.outvars for i in carried):
         raise _Coupled("scans over the batch axis and uses its final carry, which depends on "
                        "every example")
 

@@ -127,13 +127,12 @@ def _check_model(apply_fn: ApplyFn, params: Any, x: jax.Array) -> int:
         raise kind(
             f"apply_fn(params, x) fails on x of shape {x.shape}, read as {regions.layout(x.shape)}: {error}"
         ) from error
-    (out,) = graph.outvars if jax.tree_util.treedef_is_leaf(graph.out_tree) else (None,)
-    shape = None if out is None else np.shape(out.value) if isinstance(out, Lit) else graph.avals[out].shape
+    shapes = [np.shape(a.value) if isinstance(a, Lit) else graph.avals[a].shape for a in graph.outvars]
+    shape = shapes[0] if jax.tree_util.treedef_is_leaf(graph.out_tree) else None
     if shape is None or len(shape) != 2 or shape[0] != x.shape[0]:
-        what = "a " + str(graph.out_tree).replace("PyTreeDef", "pytree ") if out is None else shape
         raise ValueError(
             f"apply_fn(params, x) must return logits of shape (batch, n_classes) with batch={x.shape[0]}; "
-            f"got {what}."
+            f"got {shape if shape is not None else graph.out_tree}."
         )
     check_batch_independent(graph)
     return int(shape[1])
